@@ -1,0 +1,1 @@
+"""Shared decoding: options and results, logit rules, greedy and beam search."""

@@ -1,0 +1,94 @@
+"""The Backend contract: a backend only encodes audio features and decodes tokens.
+
+Everything else (audio, features, tokenizer, logit rules, decoders, long-form) lives in
+`dwkit` and is shared, so two backends can only differ in numerics. Backends with a native
+generate (CTranslate2) map `DecodeOptions` onto it; the others implement `StepBackend`'s
+three small methods and inherit generation from the shared decoders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from dwkit.decoding.options import DecodeOptions, Hypothesis
+from dwkit.model_info import ModelInfo
+
+
+@dataclass
+class RuntimeConfig:
+    """How to run a backend: where, at which precision, with how many threads."""
+
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1"
+    precision: str | None = None  # the format's own name; None = the model's own precision
+    threads: int = 0  # intra-op threads; 0 = the library's default
+    inter_threads: int = 1
+    batch_size: int = 8
+    options: dict[str, Any] = field(default_factory=dict)  # backend-specific settings
+
+
+@dataclass
+class EncoderOutput:
+    """Encoder states in whatever form the backend keeps them (tensor, StorageView, array)."""
+
+    data: Any
+    batch_size: int
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    info: ModelInfo
+
+    def encode(self, mel: np.ndarray) -> EncoderOutput:
+        """mel: float32 [batch, n_mels, 3000] -> encoder states."""
+        ...
+
+    def generate(
+        self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions
+    ) -> list[Hypothesis]:
+        """One hypothesis per batch item, decoded after its prompt tokens."""
+        ...
+
+    def detect_language(self, enc: EncoderOutput) -> list[dict[str, float]]:
+        """Per batch item, language code -> probability."""
+        ...
+
+
+class StepBackend:
+    """Base for backends that expose one decoder step; generation comes from dwkit.decoding.
+
+    Subclasses implement `encode`, `start` (a fresh decoder cache for a batch) and `step`.
+    """
+
+    name: str
+    info: ModelInfo
+
+    def encode(self, mel: np.ndarray) -> EncoderOutput:
+        raise NotImplementedError
+
+    def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> Any:
+        """A fresh decoder cache for rows `batch_index` of `enc` (rows may repeat, for beams)."""
+        raise NotImplementedError
+
+    def step(self, tokens: np.ndarray, cache: Any) -> np.ndarray:
+        """Feed tokens [batch, new] (after the cached ones); return float32 logits [batch, new, vocab]."""
+        raise NotImplementedError
+
+    def reorder(self, cache: Any, index: np.ndarray) -> Any:
+        """Select/reorder cache rows (beam search); subclasses with batched caches override."""
+        raise NotImplementedError(f"{self.name} backend does not support beam search")
+
+    def generate(
+        self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions
+    ) -> list[Hypothesis]:
+        from dwkit.decoding.search import decode
+
+        return decode(self, enc, prompts, opts)
+
+    def detect_language(self, enc: EncoderOutput) -> list[dict[str, float]]:
+        from dwkit.decoding.search import detect_language
+
+        return detect_language(self, enc)
