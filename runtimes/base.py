@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from dwkit.decoding.options import DecodeOptions, Hypothesis
+from dwkit.errors import ModelError
 from dwkit.model_info import ModelInfo
 
 
@@ -46,14 +47,16 @@ class Backend(Protocol):
         """mel: float32 [batch, n_mels, 3000] -> encoder states."""
         ...
 
-    def generate(
-        self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions
-    ) -> list[Hypothesis]:
+    def generate(self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions) -> list[Hypothesis]:
         """One hypothesis per batch item, decoded after its prompt tokens."""
         ...
 
     def detect_language(self, enc: EncoderOutput) -> list[dict[str, float]]:
         """Per batch item, language code -> probability."""
+        ...
+
+    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+        """The encoder states of `rows` only (temperature fallback re-decodes a subset)."""
         ...
 
 
@@ -69,6 +72,9 @@ class StepBackend:
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         raise NotImplementedError
 
+    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+        raise NotImplementedError
+
     def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> Any:
         """A fresh decoder cache for rows `batch_index` of `enc` (rows may repeat, for beams)."""
         raise NotImplementedError
@@ -81,9 +87,7 @@ class StepBackend:
         """Select/reorder cache rows (beam search); subclasses with batched caches override."""
         raise NotImplementedError(f"{self.name} backend does not support beam search")
 
-    def generate(
-        self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions
-    ) -> list[Hypothesis]:
+    def generate(self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions) -> list[Hypothesis]:
         from dwkit.decoding.search import decode
 
         return decode(self, enc, prompts, opts)
@@ -92,3 +96,12 @@ class StepBackend:
         from dwkit.decoding.search import detect_language
 
         return detect_language(self, enc)
+
+
+def check_mel(mel: np.ndarray, info: ModelInfo) -> None:
+    """Refuse features that do not fit the model, with the fix, before any runtime sees them."""
+    if mel.ndim != 3 or mel.shape[1] != info.n_mels:
+        raise ModelError(
+            f"mel features of shape {tuple(mel.shape)} do not fit this model "
+            f"(it expects [batch, {info.n_mels}, 3000]: n_mels={info.n_mels})"
+        )

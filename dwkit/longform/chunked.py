@@ -1,0 +1,118 @@
+"""Chunked long-form transcription: overlapping chunks decoded in batches, then merged.
+
+Reproduces the output of transformers' ASR pipeline with `chunk_length_s`/`stride_length_s`
+(the chunk boundaries, one log-mel per chunk, the per-chunk decode, the merge), but not its
+execution: chunks from every file are batched through the encoder and decoder together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dwkit.audio import SAMPLE_RATE
+from dwkit.features import N_FRAMES, log_mel
+from dwkit.longform.fallback import decode_with_fallback
+from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
+from dwkit.longform.options import LongformOptions
+from dwkit.longform.prompt import detect_languages, init_tokens
+from dwkit.longform.segments import split_window
+from dwkit.longform.sequential import ProgressFn, _batches
+from dwkit.results import Segment, Transcript
+from dwkit.runtimes.base import Backend
+from dwkit.tokenizer import LANGUAGES, Tokenizer
+
+
+@dataclass
+class Chunk:
+    file: int
+    start: int  # sample offset
+    samples: np.ndarray
+    stride_left: int
+    stride_right: int
+
+
+def iter_chunks(
+    samples: np.ndarray, file: int, chunk_len: int, stride_left: int, stride_right: int
+) -> list[Chunk]:
+    """The pipeline's chunk boundaries: step = chunk - both strides; no left stride first, no right stride last."""
+    step = chunk_len - stride_left - stride_right
+    chunks = []
+    for start in range(0, len(samples), step):
+        piece = samples[start : start + chunk_len]
+        is_last = start + chunk_len >= len(samples)
+        left = 0 if start == 0 else stride_left
+        right = 0 if is_last else stride_right
+        if len(piece) > left:
+            chunks.append(Chunk(file, start, piece, left, right))
+        if is_last:
+            break
+    return chunks
+
+
+def transcribe_chunked(
+    backend: Backend,
+    tokenizer: Tokenizer,
+    audios: list[np.ndarray],
+    opts: LongformOptions,
+    progress: ProgressFn | None = None,
+) -> list[Transcript]:
+    info = backend.info
+    chunk_len = int(round(opts.chunk_length_s * SAMPLE_RATE))
+    stride = int(round(opts.stride_s * SAMPLE_RATE))
+    chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
+    outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
+    for batch in _batches(chunks, opts.batch_size):
+        mel = np.stack([log_mel(c.samples, info.n_mels) for c in batch])
+        enc = backend.encode(mel)
+        languages = [opts.language] * len(batch)
+        if info.multilingual and opts.language is None:
+            languages = detect_languages(backend, enc)
+        prompts = [init_tokens(tokenizer, lang, opts.task, opts.return_timestamps) for lang in languages]
+        results = decode_with_fallback(backend, enc, prompts, opts, timestamps=opts.return_timestamps)
+        for chunk, prompt, result in zip(batch, prompts, results):
+            tokens = _kept_tokens(result, info.timestamp_begin)
+            language_prefix = prompt[1:2] if info.multilingual else []
+            outputs[chunk.file].append(
+                ChunkOutput(
+                    tokens=language_prefix + tokens,
+                    length_s=len(chunk.samples) / SAMPLE_RATE,
+                    stride_left_s=chunk.stride_left / SAMPLE_RATE,
+                    stride_right_s=chunk.stride_right / SAMPLE_RATE,
+                )
+            )
+            if progress:
+                progress((len(chunk.samples) - chunk.stride_left - chunk.stride_right) / SAMPLE_RATE)
+    return [
+        _transcript(merge_chunks(outputs[i], tokenizer, opts.return_timestamps), len(a) / SAMPLE_RATE)
+        for i, a in enumerate(audios)
+    ]
+
+
+def _kept_tokens(result, timestamp_begin: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """What a single-window generate returns: its complete segments, nothing when judged silent."""
+    if result.skipped:
+        return []
+    segments, _ = split_window(result.hypothesis.tokens, timestamp_begin, 0.0, N_FRAMES)
+    return [t for seg in segments for t in seg.tokens]
+
+
+def _transcript(pieces: list[MergedPiece], duration: float) -> Transcript:
+    segments = [
+        Segment(
+            start=piece.start if piece.start is not None else 0.0,
+            end=piece.end if piece.end is not None else duration,
+            text=piece.text,
+        )
+        for piece in pieces
+    ]
+    language = next((p.language for p in pieces if p.language), None)
+    code = {name: c for c, name in LANGUAGES.items()}.get(language, "en") if language else "en"
+    return Transcript(
+        text="".join(p.text for p in pieces),
+        language=code,
+        duration=duration,
+        segments=segments,
+        mode="chunked",
+    )

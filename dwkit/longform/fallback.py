@@ -1,0 +1,80 @@
+"""Decoding one batch of windows with temperature fallback, as Whisper's long-form does.
+
+Shared by both modes: a window is re-decoded at the next temperature when its tokens
+compress too well (repetition) or its average log-probability is too low, and skipped as
+silence when the no-speech probability is high and the log-probability low.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, replace
+
+from dwkit.decoding.options import Hypothesis
+from dwkit.longform.options import LongformOptions
+from dwkit.runtimes.base import Backend, EncoderOutput
+
+
+@dataclass
+class WindowResult:
+    hypothesis: Hypothesis
+    compression_ratio: float
+    skipped: bool  # judged silence: contributes no segment
+
+
+def compression_ratio(tokens: list[int], vocab_size: int) -> float:
+    """Raw token bytes over zlib-compressed bytes, on token ids as transformers computes it."""
+    width = int(math.log2(vocab_size) / 8) + 1
+    raw = b"".join(t.to_bytes(width, "little") for t in tokens)
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+def decode_with_fallback(
+    backend: Backend,
+    enc: EncoderOutput,
+    prompts: list[list[int]],
+    opts: LongformOptions,
+    timestamps: bool = True,
+) -> list[WindowResult]:
+    """One WindowResult per batch row of `enc`; rows needing fallback are re-decoded alone."""
+    eot = backend.info.eot
+    results: list[WindowResult | None] = [None] * len(prompts)
+    pending = list(range(len(prompts)))
+    for attempt, temperature in enumerate(opts.temperatures):
+        dopts = replace(opts.decode, temperature=temperature, without_timestamps=not timestamps)
+        if temperature > 0:
+            dopts = replace(dopts, beam_size=1)
+        sub = enc if len(pending) == len(prompts) else _select(backend, enc, pending)
+        hyps = backend.generate(sub, [prompts[i] for i in pending], dopts)
+        still = []
+        for i, hyp in zip(pending, hyps):
+            scored = hyp.tokens + ([eot] if hyp.finished else [])
+            ratio = compression_ratio(scored, backend.info.vocab_size)
+            needs = False
+            if opts.compression_ratio_threshold is not None and ratio > opts.compression_ratio_threshold:
+                needs = True
+            low_logprob = opts.logprob_threshold is not None and hyp.avg_logprob < opts.logprob_threshold
+            needs = needs or low_logprob
+            skipped = (
+                opts.no_speech_threshold is not None
+                and low_logprob
+                and hyp.no_speech_prob is not None
+                and hyp.no_speech_prob > opts.no_speech_threshold
+            )
+            if skipped:
+                needs = False
+            results[i] = WindowResult(hyp, ratio, bool(skipped))
+            if needs:
+                still.append(i)
+        pending = still
+        if not pending or attempt == len(opts.temperatures) - 1:
+            break
+    return [r for r in results if r is not None]
+
+
+def _select(backend: Backend, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+    select = getattr(backend, "select", None)
+    if select is None:
+        raise NotImplementedError(f"{backend.name} backend cannot select encoder rows")
+    return select(enc, rows)

@@ -1,0 +1,81 @@
+"""The public entry point: a loaded backend + tokenizer + options that transcribes audio."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from dwkit.audio import SAMPLE_RATE, AudioInput, load_audio
+from dwkit.longform.chunked import transcribe_chunked
+from dwkit.longform.options import LongformOptions
+from dwkit.longform.sequential import transcribe_sequential
+from dwkit.results import Transcript
+from dwkit.runtimes import load as load_backend
+from dwkit.runtimes.base import Backend, RuntimeConfig
+from dwkit.tokenizer import Tokenizer
+
+
+class Transcriber:
+    """Long-form transcription on one backend. Safe to call from several threads: calls are
+    serialised on the backend, which no runtime guarantees to be re-entrant."""
+
+    def __init__(self, backend: Backend, tokenizer: Tokenizer, options: LongformOptions | None = None):
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.options = options or LongformOptions()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: str | os.PathLike[str],
+        backend: str | None = None,
+        runtime: RuntimeConfig | None = None,
+        options: LongformOptions | None = None,
+    ) -> Transcriber:
+        loaded = load_backend(model_dir, backend, runtime)
+        return cls(loaded, Tokenizer.from_model_dir(Path(model_dir), loaded.info), options)
+
+    def transcribe(self, audio: AudioInput, progress: bool = False) -> Transcript:
+        return self.transcribe_batch([audio], progress=progress)[0]
+
+    def transcribe_batch(self, audios: Sequence[AudioInput], progress: bool = False) -> list[Transcript]:
+        samples = [load_audio(a) for a in audios]
+        engine = transcribe_chunked if self.options.mode == "chunked" else transcribe_sequential
+        total = sum(len(s) for s in samples) / SAMPLE_RATE
+        with self._lock, _progress_bar(total, progress) as bar:
+            transcripts = engine(
+                self.backend, self.tokenizer, samples, self.options, bar.update if bar else None
+            )
+        for transcript, audio in zip(transcripts, audios):
+            transcript.backend = self.backend.name
+            transcript.source = str(audio) if isinstance(audio, (str, os.PathLike)) else None
+        return transcripts
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress_bar(total_seconds: float, enabled: bool):  # type: ignore[no-untyped-def]
+    """A tqdm bar in audio seconds on stderr (long work must show progress)."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(
+        total=round(total_seconds, 1),
+        unit="s",
+        unit_scale=True,
+        desc="transcribing",
+        file=sys.stderr,
+        leave=False,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
+    )

@@ -1,0 +1,119 @@
+"""transformers/PyTorch backend: the reference every other backend is measured against.
+
+It decodes step by step through the shared decoders (not `generate`), so its choices are
+made by exactly the code every other step backend uses; the long-form tests then prove that
+this reproduces transformers' own `generate` and pipeline outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+
+from dwkit.errors import BackendUnavailable, ConfigError, ModelError
+from dwkit.model_info import ModelInfo
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class _Cache:
+    encoder_states: Any  # torch.Tensor [batch, 1500, d_model]
+    past: Any  # transformers EncoderDecoderCache
+
+
+class HFBackend(StepBackend):
+    name = "hf"
+    PRECISIONS = PRECISIONS
+
+    def __init__(self, model: Any, info: ModelInfo, device: str, dtype: Any):
+        self.model = model
+        self.info = info
+        self.device = device
+        self.dtype = dtype
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            return f"needs {exc.name}: pip install 'dwkit[hf]' (install torch==2.13.0 first on CPU)"
+        return None
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> HFBackend:
+        import torch
+        from transformers import WhisperForConditionalGeneration
+
+        precision = config.precision or "fp32"
+        if precision not in PRECISIONS:
+            raise ConfigError(f"hf precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailable("hf on cuda: no CUDA device visible to torch")
+        if precision == "fp16" and not config.device.startswith("cuda"):
+            raise ConfigError("hf fp16 needs a CUDA device; on CPU use fp32 or bf16")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        info = ModelInfo.from_hf_dir(model_dir)
+        if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("pytorch_model*.bin")):
+            raise ModelError(f"{model_dir}: no weights (model.safetensors or pytorch_model.bin)")
+        try:
+            model = WhisperForConditionalGeneration.from_pretrained(
+                model_dir, torch_dtype=dtype, attn_implementation="sdpa"
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{model_dir}: transformers could not load it ({exc})") from exc
+        model.to(config.device).eval()
+        return cls(model, info, config.device, dtype)
+
+    def encode(self, mel: np.ndarray) -> EncoderOutput:
+        import torch
+
+        check_mel(mel, self.info)
+        with torch.inference_mode():
+            features = torch.from_numpy(np.ascontiguousarray(mel)).to(self.device, self.dtype)
+            states = self.model.model.encoder(input_features=features).last_hidden_state
+        return EncoderOutput(data=states, batch_size=mel.shape[0])
+
+    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+        import torch
+
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        return EncoderOutput(data=enc.data.index_select(0, index), batch_size=len(rows))
+
+    def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> _Cache:
+        import torch
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        rows = torch.from_numpy(np.asarray(batch_index, dtype=np.int64)).to(self.device)
+        past = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        return _Cache(enc.data.index_select(0, rows), past)
+
+    def step(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
+            out = self.model.model.decoder(
+                input_ids=ids,
+                encoder_hidden_states=cache.encoder_states,
+                past_key_values=cache.past,
+                use_cache=True,
+            )
+            cache.past = out.past_key_values
+            logits = self.model.proj_out(out.last_hidden_state)
+        return logits.float().cpu().numpy()
+
+    def reorder(self, cache: _Cache, index: np.ndarray) -> _Cache:
+        import torch
+
+        rows = torch.from_numpy(np.asarray(index, dtype=np.int64)).to(self.device)
+        cache.past.reorder_cache(rows)
+        cache.encoder_states = cache.encoder_states.index_select(0, rows)
+        return cache
