@@ -59,6 +59,14 @@ class Backend(Protocol):
         """The encoder states of `rows` only (temperature fallback re-decodes a subset)."""
         ...
 
+    def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
+        """Encoder states as float32 numpy [batch, frames, d_model], for parity checks."""
+        ...
+
+    def next_token_logits(self, enc: EncoderOutput, prompts: list[list[int]]) -> np.ndarray:
+        """Raw logits [batch, vocab] for the token after each prompt (no rules), for parity checks."""
+        ...
+
 
 class StepBackend:
     """Base for backends that expose one decoder step; generation comes from dwkit.decoding.

@@ -87,6 +87,9 @@ class HFBackend(StepBackend):
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
         return EncoderOutput(data=enc.data.index_select(0, index), batch_size=len(rows))
 
+    def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
+        return enc.data.float().cpu().numpy()
+
     def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> _Cache:
         import torch
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache

@@ -1,0 +1,82 @@
+"""Numerical comparison of two backends on the same input: the first level of parity.
+
+Used by every converter to validate what it wrote (against transformers on a fixed input)
+and by the parity gate. Token comparison is greedy without timestamps on the same window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from dwkit.decoding.options import DecodeOptions
+from dwkit.features import log_mel
+from dwkit.runtimes.base import Backend
+
+
+@dataclass
+class NumericReport:
+    encoder_max_abs: float
+    encoder_cosine: float
+    logits_max_abs: float
+    logits_cosine: float
+    tokens_equal: bool
+    first_divergence: int | None  # index of the first differing token, None when equal
+    reference_tokens: list[int]
+    candidate_tokens: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def within(self, logits_atol: float) -> bool:
+        return self.logits_max_abs <= logits_atol and self.tokens_equal
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom else 1.0
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def reference_mel(samples: np.ndarray | None, n_mels: int) -> np.ndarray:
+    """The fixed validation input: given speech, else seeded noise shaped like speech levels."""
+    if samples is None:
+        samples = np.random.default_rng(0).standard_normal(16000 * 5).astype(np.float32) * 0.05
+    return log_mel(samples, n_mels)[None]
+
+
+def compare_backends(
+    reference: Backend, candidate: Backend, mel: np.ndarray, max_new_tokens: int = 64
+) -> NumericReport:
+    """Encoder states, first-step logits and greedy tokens of `candidate` against `reference`."""
+    info = reference.info
+    prompt = [info.sot]
+    if info.multilingual and info.transcribe is not None:
+        prompt += [info.lang_to_id.get("<|en|>", next(iter(info.lang_to_id.values()))), info.transcribe]
+    prompt.append(info.no_timestamps)
+    ref_enc, cand_enc = reference.encode(mel), candidate.encode(mel)
+    ref_states, cand_states = reference.encoder_array(ref_enc), candidate.encoder_array(cand_enc)
+    ref_logits = reference.next_token_logits(ref_enc, [prompt])
+    cand_logits = candidate.next_token_logits(cand_enc, [prompt])
+    opts = DecodeOptions(without_timestamps=True, max_new_tokens=max_new_tokens)
+    ref_tokens = reference.generate(ref_enc, [prompt], opts)[0].tokens
+    cand_tokens = candidate.generate(cand_enc, [prompt], opts)[0].tokens
+    return NumericReport(
+        encoder_max_abs=float(np.abs(ref_states - cand_states).max()),
+        encoder_cosine=cosine(ref_states, cand_states),
+        logits_max_abs=float(np.abs(ref_logits - cand_logits).max()),
+        logits_cosine=cosine(ref_logits, cand_logits),
+        tokens_equal=ref_tokens == cand_tokens,
+        first_divergence=first_divergence(ref_tokens, cand_tokens),
+        reference_tokens=ref_tokens,
+        candidate_tokens=cand_tokens,
+    )
