@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from dwkit.converters.base import ConversionResult, atomic_output_dir
 from dwkit.converters.hf_files import WhisperDims, write_hf_checkpoint
+
 from dwkit.errors import ConversionError
 
 SPEC_NAME = "WhisperSpec"
@@ -103,9 +103,7 @@ def read_ct2_model(path: Path) -> Ct2Model:
     """Parse model.bin (format in DESIGN.md section 8). Arrays are copies, not file views."""
     path = Path(path)
     if not path.is_file():
-        raise ConversionError(
-            f"{path}: no such file (a CTranslate2 model directory holds model.bin)"
-        )
+        raise ConversionError(f"{path}: no such file (a CTranslate2 model directory holds model.bin)")
     with open(path, "rb") as handle:
         if path.stat().st_size == 0:
             raise ConversionError(f"{path}: empty file, not a CTranslate2 model")
@@ -159,9 +157,7 @@ class _Reader:
             halves = np.frombuffer(self.data, dtype="<u2", count=nbytes // 2, offset=start)
             return (halves.astype(np.uint32) << 16).view(np.float32)
         dtype = np.dtype(dtype).newbyteorder("<")
-        return np.frombuffer(
-            self.data, dtype=dtype, count=nbytes // dtype.itemsize, offset=start
-        ).copy()
+        return np.frombuffer(self.data, dtype=dtype, count=nbytes // dtype.itemsize, offset=start).copy()
 
     def remaining(self) -> int:
         return len(self.data) - self.pos
@@ -190,9 +186,7 @@ def _parse(reader: _Reader, path: Path) -> Ct2Model:
             raise ConversionError(f"{path}: variable {name} has an unknown data type")
         array = reader.array(dtype, nbytes)
         if array.size != int(np.prod(shape, dtype=np.int64)):
-            raise ConversionError(
-                f"{path}: variable {name} holds {array.size} values for shape {shape}"
-            )
+            raise ConversionError(f"{path}: variable {name} holds {array.size} values for shape {shape}")
         variables[name] = array.reshape(shape)
     aliases = {}
     if version >= 3:
@@ -285,9 +279,7 @@ def ct2_to_hf_state_dict(
         if name not in m.used and name not in KNOWN_SCALARS and not name.endswith("_scale")
     )
     if unused:
-        raise ConversionError(
-            f"{path}: unexpected variables {', '.join(unused[:3])}; not a Whisper model"
-        )
+        raise ConversionError(f"{path}: unexpected variables {', '.join(unused[:3])}; not a Whisper model")
 
     conv1 = m.out["model.encoder.conv1.weight"]
     dims = WhisperDims(
@@ -360,9 +352,7 @@ def import_ct2(
     model_path = Path(model_bin) if model_bin is not None else src_dir / "model.bin"
     tokenizer_path = src_dir / "tokenizer.json"
     if not model_path.is_file():
-        raise ConversionError(
-            f"{model_path}: no such file; point --model at a CTranslate2 Whisper directory"
-        )
+        raise ConversionError(f"{model_path}: no such file; point --model at a CTranslate2 Whisper directory")
     if not tokenizer_path.is_file():
         raise ConversionError(
             f"{tokenizer_path}: missing; a CTranslate2 Whisper directory needs its tokenizer.json"

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from dwkit.converters.base import library_versions
+
 from dwkit.errors import ConversionError
 from dwkit.manifest import weights_checksum, write_manifest
 from dwkit.model_info import TIME_PRECISION, ModelInfo
@@ -72,9 +72,7 @@ class WhisperVocab:
             for name in names:
                 if name in ids:
                     return ids[name]
-            raise ConversionError(
-                f"tokenizer.json has no {names[0]} token (not a Whisper tokenizer)"
-            )
+            raise ConversionError(f"tokenizer.json has no {names[0]} token (not a Whisper tokenizer)")
 
         eot, sot = need("<|endoftext|>"), need("<|startoftranscript|>")
         translate = need("<|translate|>")
@@ -127,9 +125,7 @@ def fix_tokenizer_json(tokenizer: Mapping[str, Any], vocab_size: int) -> dict[st
         timestamps = [_timestamp_token(first + i, i) for i in range(N_TIMESTAMP_TOKENS)]
     expected = [(first + i, f"<|{i * TIME_PRECISION:.2f}|>") for i in range(N_TIMESTAMP_TOKENS)]
     if [(t["id"], t["content"]) for t in timestamps] != expected:
-        raise ConversionError(
-            f"tokenizer.json timestamp tokens are not <|0.00|>..<|30.00|> from id {first}"
-        )
+        raise ConversionError(f"tokenizer.json timestamp tokens are not <|0.00|>..<|30.00|> from id {first}")
     tok["added_tokens"] = specials + [{**t, "special": False} for t in timestamps]
     size = first + N_TIMESTAMP_TOKENS
     if size != vocab_size:
@@ -194,9 +190,7 @@ def default_suppress_tokens(tokenizer: Mapping[str, Any]) -> list[int]:
 def default_alignment_heads(decoder_layers: int, decoder_heads: int) -> list[list[int]]:
     """Every head of the second half of the decoder (what CTranslate2 assumes without a list)."""
     return [
-        [layer, head]
-        for layer in range(decoder_layers // 2, decoder_layers)
-        for head in range(decoder_heads)
+        [layer, head] for layer in range(decoder_layers // 2, decoder_layers) for head in range(decoder_heads)
     ]
 
 
@@ -312,9 +306,7 @@ def write_preprocessor_config(out_dir: Path, n_mels: int) -> None:
     """preprocessor_config.json: the log-mel front end with the model's number of mel bins."""
     from transformers import WhisperFeatureExtractor
 
-    WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE).save_pretrained(
-        str(out_dir)
-    )
+    WhisperFeatureExtractor(feature_size=n_mels, sampling_rate=SAMPLE_RATE).save_pretrained(str(out_dir))
 
 
 def write_hf_checkpoint(

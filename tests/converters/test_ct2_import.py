@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dwkit.bundled import bundled_source
 from dwkit.converters import ct2_import
 from dwkit.converters.ct2_import import import_ct2, read_ct2_model
+
+from dwkit.bundled import bundled_source
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
@@ -94,9 +94,7 @@ def test_tokenizers_load_and_agree(tiny_en_dir):
     text = " The cat slept on the warm stones."
     assert slow(text).input_ids == fast(text).input_ids
     ids = [50257, 50362, 50363, *fast(text, add_special_tokens=False).input_ids, 50413, 50256]
-    assert slow.decode(ids, decode_with_timestamps=True) == fast.decode(
-        ids, decode_with_timestamps=True
-    )
+    assert slow.decode(ids, decode_with_timestamps=True) == fast.decode(ids, decode_with_timestamps=True)
     assert fast.decode(ids, skip_special_tokens=True) == text
     assert processor.feature_extractor.feature_size == 80
 
@@ -135,9 +133,7 @@ def test_base_detects_english_and_transcribes(base_dir, speech_short, simple_wer
 def test_round_trip_through_ct2_converter_reproduces_model_bin(tiny_en_dir, tmp_path):
     """ct2 -> transformers -> ct2 (float16) gives back the packaged tensors bit for bit."""
     converters = pytest.importorskip("ctranslate2.converters")
-    converters.TransformersConverter(str(tiny_en_dir)).convert(
-        str(tmp_path / "ct2"), quantization="float16"
-    )
+    converters.TransformersConverter(str(tiny_en_dir)).convert(str(tmp_path / "ct2"), quantization="float16")
     original = read_ct2_model(bundled_source("tiny.en").parts[0])
     again = read_ct2_model(tmp_path / "ct2" / "model.bin")
     assert again.aliases == original.aliases
@@ -220,19 +216,10 @@ def _model_bin(spec: str, variables: dict[str, np.ndarray]) -> bytes:
         raw = text.encode() + b"\0"
         return struct.pack("<H", len(raw)) + raw
 
-    out = (
-        struct.pack("<I", 6)
-        + string(spec)
-        + struct.pack("<I", 1)
-        + struct.pack("<I", len(variables))
-    )
+    out = struct.pack("<I", 6) + string(spec) + struct.pack("<I", 1) + struct.pack("<I", len(variables))
     for name, value in variables.items():
         value = value.astype("<f4")
-        out += (
-            string(name)
-            + struct.pack("<B", value.ndim)
-            + struct.pack(f"<{value.ndim}I", *value.shape)
-        )
+        out += string(name) + struct.pack("<B", value.ndim) + struct.pack(f"<{value.ndim}I", *value.shape)
         out += struct.pack("<BI", 0, value.nbytes) + value.tobytes()
     return out + struct.pack("<I", 0)
 
@@ -280,9 +267,7 @@ def test_existing_output_needs_overwrite(tiny_en_src, tmp_path):
     with pytest.raises(ConversionError, match="already exists"):
         import_ct2(tiny_en_src, out, model_bin=model_bin)
     assert (out / "keep.txt").read_text() == "mine"
-    result = import_ct2(
-        tiny_en_src, out, model_bin=model_bin, source={"note": "test"}, overwrite=True
-    )
+    result = import_ct2(tiny_en_src, out, model_bin=model_bin, source={"note": "test"}, overwrite=True)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert result.manifest["source"]["note"] == "test"
     assert result.manifest["source"]["model_bin"] == str(model_bin.resolve())
