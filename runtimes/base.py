@@ -105,6 +105,14 @@ class StepBackend:
 
         return detect_language(self, enc)
 
+    def next_token_logits(self, enc: EncoderOutput, prompts: list[list[int]]) -> np.ndarray:
+        """Raw logits [batch, vocab] for the token after each prompt (no rules): one pass each."""
+        rows = []
+        for i, prompt in enumerate(prompts):
+            cache = self.start(enc, np.array([i], dtype=np.int64))
+            rows.append(self.step(np.array([prompt], dtype=np.int64), cache)[0, -1])
+        return np.stack(rows).astype(np.float32)
+
 
 def check_mel(mel: np.ndarray, info: ModelInfo) -> None:
     """Refuse features that do not fit the model, with the fix, before any runtime sees them."""
