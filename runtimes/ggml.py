@@ -1,0 +1,213 @@
+"""whisper.cpp backend: the model file run through pywhispercpp's bundled libwhisper (ctypes).
+
+whisper.cpp keeps one sequence per `whisper_state`: its mel, its encoder output (as the
+cross-attention K/V) and its self-attention cache. So the backend keeps, per audio row, a
+small pool of states encoded from that row's mel, each remembering which tokens its cache
+holds. A decoder row is just a token history; `step` picks the pool state whose cached
+tokens share the longest prefix with the row's history and decodes only the difference
+(whisper.cpp drops cached positions from `n_past` on). Greedy decoding therefore feeds one
+token per call, and beam search needs no cache copies: a reordered beam re-decodes from
+where it diverged, in the state that already holds the longest common prefix.
+
+whisper.cpp returns logits for the last token of a decode call only. `step` therefore
+splits its tokens into calls so that every row from the first `<|startoftranscript|>` on
+(where the shared no-speech probability is read) is exact; rows before it (a previous-text
+prefix, whose logits nobody reads) are NaN.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+
+from dwkit.errors import BackendUnavailable, ConfigError, ModelError
+from dwkit.manifest import read_manifest
+from dwkit.model_info import ModelInfo
+
+PRECISIONS = ("f32", "f16", "q8_0", "q5_0", "q4_0")
+MODEL_FILE = "ggml-model.bin"
+FTYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 7: "q8_0", 8: "q5_0"}
+
+
+@dataclass
+class _Slot:
+    """One whisper_state and the tokens its self-attention cache holds."""
+
+    state: Any  # WhisperState
+    history: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Audio:
+    """One audio row: its mel and the states encoded from it (grown on demand for beams)."""
+
+    mel: np.ndarray  # float32 [n_mels, 3000]
+    slots: list[_Slot] = field(default_factory=list)
+
+
+@dataclass
+class _Cache:
+    audios: list[_Audio]  # per decoder row (rows may share an audio: beams)
+    histories: list[list[int]]  # per decoder row: every token fed so far
+
+
+class GgmlBackend(StepBackend):
+    name = "ggml"
+    PRECISIONS = PRECISIONS
+
+    def __init__(self, context: Any, info: ModelInfo, precision: str, threads: int, max_states: int | None):
+        self.context = context
+        self.info = info
+        self.precision = precision
+        self.threads = threads
+        self.flash_attn = context.flash_attn
+        self.max_states = max_states  # per audio row; None = one per beam
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        from dwkit.runtimes.whispercpp_ctypes import library
+
+        try:
+            library()
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> GgmlBackend:
+        """Open a directory written by `dwconvert --to ggml`.
+
+        Options (RuntimeConfig.options): `flash_attn` (default True, whisper.cpp's own
+        default; False gives ~1e-3 logits parity with transformers instead of ~3e-2) and
+        `max_states` (whisper states per audio row for beam search; default one per beam).
+        """
+        from dwkit.runtimes.whispercpp_ctypes import WhisperContext
+
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir) or {}
+        if manifest.get("format") not in (None, "ggml"):
+            raise ModelError(f"{model_dir}: is a {manifest['format']} model, not ggml")
+        path = model_dir / manifest.get("model_file", MODEL_FILE)
+        if not path.is_file():
+            raise ModelError(f"{path}: missing (convert with: dwconvert MODEL OUT --to ggml)")
+        stored = manifest.get("precision")
+        if config.precision and config.precision not in PRECISIONS:
+            raise ConfigError(f"ggml precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if config.precision and stored and config.precision != stored:
+            raise ConfigError(
+                f"{model_dir} holds ggml {stored} weights; whisper.cpp cannot change precision at "
+                f"load time: convert again with --precision {config.precision}"
+            )
+        if config.device != "cpu":
+            raise BackendUnavailable(
+                f"ggml on {config.device}: pywhispercpp's whisper.cpp build is CPU-only; use device cpu"
+            )
+        options = dict(config.options)
+        unknown = set(options) - {"flash_attn", "max_states"}
+        if unknown:
+            raise ConfigError(f"unknown ggml options {sorted(unknown)}; known: flash_attn, max_states")
+        info = ModelInfo.from_model_dir(model_dir)
+        context = WhisperContext(path, flash_attn=bool(options.get("flash_attn", True)))
+        precision = FTYPE_NAMES.get(context.ftype % 1000, str(context.ftype))
+        if precision == "f32":
+            context.close()
+            raise BackendUnavailable(
+                f"{path}: an all-f32 file; whisper.cpp {context.lib.version}'s CPU convolution "
+                "needs f16 kernels and aborts the process on it. Convert with --precision f16 "
+                "(or run the file with a whisper.cpp build that accepts f32 convolutions)"
+            )
+        if (context.n_vocab, context.n_mels) != (info.vocab_size, info.n_mels):
+            context.close()
+            raise ModelError(
+                f"{path}: vocab {context.n_vocab} / {context.n_mels} mels do not match the "
+                f"manifest's {info.vocab_size} / {info.n_mels}; convert the model again"
+            )
+        threads = config.threads or min(4, os.cpu_count() or 1)
+        max_states = options.get("max_states")
+        return cls(context, info, precision, threads, int(max_states) if max_states else None)
+
+    # --- encoder -------------------------------------------------------------------------
+
+    def encode(self, mel: np.ndarray) -> EncoderOutput:
+        check_mel(mel, self.info)
+        audios = []
+        for row in np.asarray(mel, dtype=np.float32):
+            audio = _Audio(np.ascontiguousarray(row))
+            self._new_slot(audio)
+            audios.append(audio)
+        return EncoderOutput(data=audios, batch_size=len(audios))
+
+    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+        return EncoderOutput(data=[enc.data[i] for i in rows], batch_size=len(rows))
+
+    def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
+        raise NotImplementedError(
+            "whisper.cpp keeps the encoder output inside its state (as cross-attention K/V) and "
+            "exposes no API to read it; compare ggml at the logits and token levels"
+        )
+
+    def _new_slot(self, audio: _Audio) -> _Slot:
+        slot = _Slot(self.context.new_state())
+        slot.state.encode(audio.mel, self.threads)
+        audio.slots.append(slot)
+        return slot
+
+    # --- decoder -------------------------------------------------------------------------
+
+    def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> _Cache:
+        audios = [enc.data[int(i)] for i in batch_index]
+        return _Cache(audios, [[] for _ in audios])
+
+    def step(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
+        tokens = np.asarray(tokens, dtype=np.int64)
+        batch, new = tokens.shape
+        out = np.full((batch, new, self.info.vocab_size), np.nan, dtype=np.float32)
+        used: set[int] = set()
+        for b in range(batch):
+            row = [int(t) for t in tokens[b]]
+            sot = row.index(self.info.sot) if self.info.sot in row else 0
+            target = cache.histories[b] + row
+            first_exact = len(cache.histories[b]) + sot
+            slot, common = self._slot_for(cache.audios[b], target, used)
+            common = min(common, first_exact)
+            # One decode call per exact row (the last row of a call is the only one filled).
+            ends = range(first_exact, len(target))
+            for end in ends:
+                logits = slot.state.decode(np.array(target[common : end + 1]), common, self.threads)
+                out[b, end - len(cache.histories[b])] = logits
+                common = end + 1
+            slot.history = target
+            cache.histories[b] = target
+        return out
+
+    def _slot_for(self, audio: _Audio, target: list[int], used: set[int]) -> tuple[_Slot, int]:
+        """The state holding the longest prefix of `target` that no other row used this step."""
+        free = [s for s in audio.slots if id(s) not in used]
+        if not free and (self.max_states is None or len(audio.slots) < self.max_states):
+            free = [self._new_slot(audio)]
+        if not free:  # capped pool: share a state and re-decode (correct, slower)
+            free = audio.slots
+        best = max(free, key=lambda s: _common_prefix(s.history, target))
+        used.add(id(best))
+        return best, _common_prefix(best.history, target)
+
+    def reorder(self, cache: _Cache, index: np.ndarray) -> _Cache:
+        rows = [int(i) for i in index]
+        return _Cache([cache.audios[i] for i in rows], [list(cache.histories[i]) for i in rows])
+
+    def close(self) -> None:
+        """Free the whisper.cpp context now (states go with their encoder outputs)."""
+        self.context.close()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
