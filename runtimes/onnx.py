@@ -1,0 +1,397 @@
+"""onnxruntime backend: the encoder / decoder-init / decoder-step graphs of `dwkit.converters.onnx`.
+
+It implements `StepBackend`'s small methods and inherits generation from the shared decoders.
+Every call goes through onnxruntime's IO binding: encoder states and the key/value caches stay
+`OrtValue`s on the execution device from the graph that wrote them to the graph that reads
+them, and only token ids (in) and logits (out) cross to the host. Row selection (temperature
+fallback, beam reordering) runs a one-node Gather graph on the same device, so no cache
+tensor is ever copied through numpy. Beams of one audio share its cross-attention keys and
+values, so a reorder that keeps every row on its own audio gathers the self-attention cache
+only.
+
+Providers: CPU by default; `device="cuda[:N]"` runs the CUDA execution provider, and
+`options={"provider": "tensorrt", "trt_engine_cache": dir, "trt_fp16": bool}` the TensorRT
+one (onnxruntime-gpu, the `[gpu]` extra). TensorRT gets one optimisation profile per graph,
+sized from the model and `RuntimeConfig.batch_size`, so growing caches never rebuild engines.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dwkit.converters.onnx_graphs import (
+    DECODER_INIT,
+    DECODER_STEP,
+    ENCODER,
+    ENCODER_STATES,
+    GRAPHS,
+    INPUT_FEATURES,
+    INPUT_IDS,
+    LOGITS,
+    graph_file,
+    graph_io,
+    kv_names,
+)
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+
+from dwkit.errors import BackendUnavailable, ConfigError, ModelError
+from dwkit.manifest import read_manifest
+from dwkit.model_info import ModelInfo
+
+PRECISIONS = ("fp32", "fp16", "int8")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+# RuntimeConfig.options this backend reads.
+OPTIONS = (
+    "provider",  # "cpu", "cuda", "tensorrt"; default from RuntimeConfig.device
+    "graph_optimization",  # one of OPTIMIZATION_LEVELS; default "all"
+    "allow_spinning",  # intra-op threads spin while idle; default off when OMP_WAIT_POLICY=PASSIVE
+    "trt_engine_cache",  # directory for TensorRT engines (built once, minutes for large models)
+    "trt_fp16",  # let TensorRT run fp16 kernels on fp32 graphs
+    "max_batch",  # largest decoder batch TensorRT profiles cover; default batch_size * 5 (beams)
+)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where OrtValues live: onnxruntime's device type name and index."""
+
+    device: str = "cpu"
+    index: int = 0
+
+
+@dataclass
+class _Cache:
+    """Decoder state of one batch: before the prompt pass only the encoder rows are known."""
+
+    encoder_states: Any  # OrtValue [encoder batch, frames, d_model]
+    rows: np.ndarray  # encoder row of each cache row
+    self_kv: list[Any] = field(default_factory=list)  # OrtValues, kv_names order
+    cross_kv: list[Any] = field(default_factory=list)
+    binding: Any = None  # the decoder-step IO binding, with cross K/V bound once
+
+
+class OnnxBackend(StepBackend):
+    name = "onnx"
+    PRECISIONS = PRECISIONS
+
+    def __init__(self, sessions: dict[str, Any], gather: Any, info: ModelInfo, precision: str, place: _Place):
+        self.sessions = sessions
+        self.info = info
+        self.precision = precision
+        self.place = place
+        self._gather = gather
+        layers = info.decoder_layers
+        self._past_names = kv_names("past", layers)
+        self._present_names = kv_names("present", layers)
+        self._cross_names = kv_names("cross", layers)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "needs onnxruntime: pip install 'dwkit[onnx]' (onnxruntime-gpu for CUDA: 'dwkit[gpu]')"
+        return None
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> OnnxBackend:
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        if not manifest or manifest.get("format") != "onnx":
+            raise ModelError(
+                f"{model_dir}: not an onnx model directory (convert it with dwconvert --to onnx)"
+            )
+        precision = str(manifest.get("precision", "fp32"))
+        if config.precision not in (None, precision):
+            raise ConfigError(
+                f"{model_dir} holds {precision} graphs; onnx runs a directory at the precision it was "
+                f"converted to (convert again with --precision {config.precision} for that)"
+            )
+        unknown = sorted(set(config.options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"onnx backend options {', '.join(unknown)} unknown; it reads {', '.join(OPTIONS)}"
+            )
+        info = ModelInfo.from_dict(manifest["model_info"])
+        for graph in GRAPHS:
+            if not (model_dir / graph_file(graph)).is_file():
+                raise ModelError(f"{model_dir}: missing {graph_file(graph)} (an incomplete conversion?)")
+        provider, place = _provider_and_place(config)
+        options = _session_options(config)
+        sessions = {}
+        for graph in GRAPHS:
+            providers = _providers(provider, place, _trt_profile(graph, info, config), config)
+            try:
+                sessions[graph] = ort.InferenceSession(
+                    str(model_dir / graph_file(graph)), sess_options=options, providers=providers
+                )
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+                raise ModelError(
+                    f"{model_dir / graph_file(graph)}: onnxruntime could not load it ({exc})"
+                ) from exc
+            if provider != "cpu" and "CUDAExecutionProvider" not in sessions[graph].get_providers():
+                raise BackendUnavailable(f"onnx on {config.device}: onnxruntime sees no CUDA device")
+        gather_providers = _providers("cuda" if provider != "cpu" else "cpu", place, None, config)
+        gather = _GatherRows(2 * info.decoder_layers, options, gather_providers, place)
+        backend = cls(sessions, gather, info, precision, place)
+        backend._check_graphs()
+        return backend
+
+    def _check_graphs(self) -> None:
+        """The graphs carry the names this backend binds (a directory from another tool would not)."""
+        for graph, session in self.sessions.items():
+            expected = graph_io(graph, self.info.decoder_layers)
+            inputs = tuple(i.name for i in session.get_inputs())
+            outputs = tuple(o.name for o in session.get_outputs())
+            if inputs != expected.inputs or outputs != expected.outputs:
+                raise ModelError(
+                    f"{graph_file(graph)}: inputs/outputs {inputs} -> {outputs} are not dwkit's "
+                    f"{expected.inputs} -> {expected.outputs} (convert with dwconvert --to onnx)"
+                )
+
+    # -- encoder ---------------------------------------------------------------------------
+
+    def encode(self, mel: np.ndarray) -> EncoderOutput:
+        check_mel(mel, self.info)
+        session = self.sessions[ENCODER]
+        binding = session.io_binding()
+        binding.bind_cpu_input(INPUT_FEATURES, np.ascontiguousarray(mel, dtype=np.float32))
+        binding.bind_output(ENCODER_STATES, self.place.device, self.place.index)
+        session.run_with_iobinding(binding)
+        return EncoderOutput(data=binding.get_outputs()[0], batch_size=mel.shape[0])
+
+    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+        return EncoderOutput(data=self._gather([enc.data], np.asarray(rows))[0], batch_size=len(rows))
+
+    def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
+        return np.asarray(enc.data.numpy(), dtype=np.float32)
+
+    # -- decoder ---------------------------------------------------------------------------
+
+    def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> _Cache:
+        return _Cache(encoder_states=enc.data, rows=np.asarray(batch_index, dtype=np.int64))
+
+    def step(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if not cache.self_kv:
+            return self._prompt(tokens, cache)
+        if tokens.shape[1] == 1:
+            return self._next(tokens, cache)
+        # The step graph takes one token; more after a prefix are fed one at a time.
+        return np.concatenate(
+            [self._next(tokens[:, i : i + 1], cache) for i in range(tokens.shape[1])], axis=1
+        )
+
+    def _prompt(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
+        """decoder_init on each distinct (audio, prompt) once: beams start as copies of one row."""
+        keyed = np.concatenate([cache.rows[:, None], tokens], axis=1)
+        _, first, inverse = np.unique(keyed, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        distinct = len(first) < len(tokens)
+        run_rows = cache.rows[first] if distinct else cache.rows
+        run_tokens = tokens[first] if distinct else tokens
+        session = self.sessions[DECODER_INIT]
+        binding = session.io_binding()
+        binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(run_tokens))
+        states = cache.encoder_states
+        if not np.array_equal(run_rows, np.arange(states.shape()[0])):
+            states = self._gather([states], run_rows)[0]
+        binding.bind_ortvalue_input(ENCODER_STATES, states)
+        binding.bind_output(LOGITS, "cpu")
+        for name in (*self._present_names, *self._cross_names):
+            binding.bind_output(name, self.place.device, self.place.index)
+        session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        logits = outputs[0].numpy()
+        n = len(self._present_names)
+        self_kv, cross_kv = outputs[1 : 1 + n], outputs[1 + n :]
+        if distinct:
+            self_kv = self._gather(self_kv, inverse)
+            cross_kv = self._gather(cross_kv, inverse)
+            logits = logits[inverse]
+        cache.self_kv, cache.cross_kv = list(self_kv), list(cross_kv)
+        cache.encoder_states = None  # the cross K/V replace it
+        cache.binding = self._step_binding(cache.cross_kv)
+        return logits
+
+    def _step_binding(self, cross_kv: list[Any]) -> Any:
+        binding = self.sessions[DECODER_STEP].io_binding()
+        for name, value in zip(self._cross_names, cross_kv):
+            binding.bind_ortvalue_input(name, value)
+        return binding
+
+    def _next(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
+        """decoder_step: the hot loop, so only the changing inputs are re-bound."""
+        binding = cache.binding
+        binding.bind_cpu_input(INPUT_IDS, tokens)
+        for name, value in zip(self._past_names, cache.self_kv):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(LOGITS, "cpu")
+        for name in self._present_names:
+            binding.bind_output(name, self.place.device, self.place.index)
+        self.sessions[DECODER_STEP].run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        cache.self_kv = outputs[1:]
+        return outputs[0].numpy()
+
+    def reorder(self, cache: _Cache, index: np.ndarray) -> _Cache:
+        index = np.asarray(index, dtype=np.int64)
+        rows = cache.rows[index]
+        if cache.self_kv:
+            cache.self_kv = self._gather(cache.self_kv, index)
+            if not np.array_equal(rows, cache.rows):  # a row moved to another audio
+                cache.cross_kv = self._gather(cache.cross_kv, index)
+                cache.binding = self._step_binding(cache.cross_kv)
+        cache.rows = rows
+        return cache
+
+
+class _GatherRows:
+    """Rows of OrtValues on their own device: one Gather node per tensor, batch axis 0.
+
+    One session per tensor count, built in memory; inputs have no fixed type rank, so the same
+    session gathers encoder states [B, frames, d] and caches [B, heads, T, head_dim].
+    """
+
+    def __init__(self, max_tensors: int, options: Any, providers: list[Any], place: _Place):
+        self.options = options
+        self.providers = providers
+        self.place = place
+        self.max_tensors = max_tensors
+        self._sessions: dict[int, Any] = {}
+
+    def __call__(self, values: list[Any], index: np.ndarray) -> list[Any]:
+        session = self._session(len(values))
+        binding = session.io_binding()
+        binding.bind_cpu_input("index", np.ascontiguousarray(index, dtype=np.int64))
+        for i, value in enumerate(values):
+            binding.bind_ortvalue_input(f"x{i}", value)
+            binding.bind_output(f"y{i}", self.place.device, self.place.index)
+        session.run_with_iobinding(binding)
+        return list(binding.get_outputs())
+
+    def _session(self, count: int) -> Any:
+        if count not in self._sessions:
+            import onnxruntime as ort
+            from onnx import TensorProto, helper
+
+            inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, None) for i in range(count)]
+            inputs.append(helper.make_tensor_value_info("index", TensorProto.INT64, ["rows"]))
+            outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(count)]
+            nodes = [helper.make_node("Gather", [f"x{i}", "index"], [f"y{i}"], axis=0) for i in range(count)]
+            graph = helper.make_graph(nodes, "gather_rows", inputs, outputs)
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+            model.ir_version = 8  # readable by every onnxruntime >= 1.14
+            self._sessions[count] = ort.InferenceSession(
+                model.SerializeToString(), sess_options=self.options, providers=self.providers
+            )
+        return self._sessions[count]
+
+
+def _provider_and_place(config: RuntimeConfig) -> tuple[str, _Place]:
+    device = config.device
+    if device == "cpu":
+        default = "cpu"
+    elif device == "cuda" or device.startswith("cuda:"):
+        default = "cuda"
+    else:
+        raise ConfigError(f"onnx device {device!r}: use cpu, cuda or cuda:N")
+    provider = str(config.options.get("provider", default))
+    if provider not in PROVIDERS:
+        raise ConfigError(f"onnx provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
+    if (provider == "cpu") != (device == "cpu"):
+        raise ConfigError(f"onnx provider {provider} does not run on device {device}")
+    if provider == "cpu":
+        return provider, _Place()
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise BackendUnavailable(
+            f"onnx on {device} needs onnxruntime-gpu: pip uninstall onnxruntime && pip install 'dwkit[gpu]'"
+        )
+    if provider == "tensorrt" and "TensorrtExecutionProvider" not in available:
+        raise BackendUnavailable(
+            "onnx provider tensorrt needs onnxruntime-gpu built with TensorRT and TensorRT 10"
+        )
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    return provider, _Place("cuda", index)
+
+
+def _providers(
+    provider: str, place: _Place, profile: dict[str, str] | None, config: RuntimeConfig
+) -> list[Any]:
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    cuda = ("CUDAExecutionProvider", {"device_id": place.index})
+    if provider == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    cache_dir = config.options.get("trt_engine_cache")
+    trt: dict[str, Any] = {
+        "device_id": place.index,
+        "trt_fp16_enable": bool(config.options.get("trt_fp16", False)),
+        "trt_engine_cache_enable": cache_dir is not None,
+        "trt_timing_cache_enable": cache_dir is not None,
+        **(profile or {}),
+    }
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        trt["trt_engine_cache_path"] = str(cache_dir)
+        trt["trt_timing_cache_path"] = str(cache_dir)
+    return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+
+
+def _trt_profile(graph: str, info: ModelInfo, config: RuntimeConfig) -> dict[str, str]:
+    """TensorRT min/opt/max input shapes: without them every new cache length builds an engine."""
+    batch = max(1, config.batch_size)
+    max_batch = int(config.options.get("max_batch", batch * 5))
+    heads, head_dim = info.decoder_heads, info.d_model // info.decoder_heads
+    frames, ctx = info.n_audio_ctx, info.n_text_ctx
+
+    def shapes(b: int, length: int) -> str:
+        kv = [f"{name}:{b}x{heads}x{length}x{head_dim}" for name in kv_names("past", info.decoder_layers)]
+        cross = [f"{name}:{b}x{heads}x{frames}x{head_dim}" for name in kv_names("cross", info.decoder_layers)]
+        if graph == ENCODER:
+            return f"{INPUT_FEATURES}:{min(b, batch)}x{info.n_mels}x3000"
+        if graph == DECODER_INIT:
+            return f"{INPUT_IDS}:{b}x{min(length, ctx)},{ENCODER_STATES}:{b}x{frames}x{info.d_model}"
+        return ",".join([f"{INPUT_IDS}:{b}x1", *kv, *cross])
+
+    return {
+        "trt_profile_min_shapes": shapes(1, 1),
+        "trt_profile_opt_shapes": shapes(batch, 4 if graph == DECODER_INIT else ctx // 2),
+        "trt_profile_max_shapes": shapes(max_batch, ctx if graph == DECODER_INIT else ctx - 1),
+    }
+
+
+def _session_options(config: RuntimeConfig) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if config.threads:
+        options.intra_op_num_threads = config.threads
+    options.inter_op_num_threads = max(1, config.inter_threads)
+    level = str(config.options.get("graph_optimization", "all"))
+    if level not in OPTIMIZATION_LEVELS:
+        raise ConfigError(
+            f"onnx graph_optimization {level!r}: choose one of {', '.join(OPTIMIZATION_LEVELS)}"
+        )
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    spinning = config.options.get("allow_spinning")
+    if spinning is None:  # a shared machine asks for passive waiting this way (tests/conftest.py)
+        spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.log_severity_level = 3  # errors only: its fallback notices are not the user's problem
+    return options
