@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 CACHE = Path(os.environ["DWKIT_CACHE"]).expanduser()
 
 # speech_short: two sentences, ~7.6 s.
-SHORT_SENTENCE_INDICES = (3, 21)
+SHORT_SENTENCE_INDICES = (1, 8)
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +95,7 @@ def speech_short(dwkit_cache: Path) -> tuple[Path, str]:
 
 @pytest.fixture(scope="session")
 def speech_long(dwkit_cache: Path) -> tuple[Path, str]:
-    """(16 kHz wav, spoken text): 35 distinct sentences with 0.8 s pauses, ~2 min 37 s."""
+    """(16 kHz wav, spoken text): 35 distinct sentences with 0.8 s pauses, ~2 min 33 s."""
     from dwkit.speech import SENTENCES
 
     return _speech(list(SENTENCES), dwkit_cache)
