@@ -49,7 +49,9 @@ class HFBackend(StepBackend):
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> HFBackend:
         import torch
         from transformers import WhisperForConditionalGeneration
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.set_verbosity_error()  # its generation-config notices are not the user's problem
         precision = config.precision or "fp32"
         if precision not in PRECISIONS:
             raise ConfigError(f"hf precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -65,7 +67,7 @@ class HFBackend(StepBackend):
             raise ModelError(f"{model_dir}: no weights (model.safetensors or pytorch_model.bin)")
         try:
             model = WhisperForConditionalGeneration.from_pretrained(
-                model_dir, torch_dtype=dtype, attn_implementation="sdpa"
+                model_dir, dtype=dtype, attn_implementation="sdpa"
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(f"{model_dir}: transformers could not load it ({exc})") from exc

@@ -12,13 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dwkit.audio import SAMPLE_RATE
-from dwkit.features import N_FRAMES, log_mel
-from dwkit.longform.fallback import decode_with_fallback
+from dwkit.features import N_FRAMES, N_SAMPLES, log_mel
 from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
 from dwkit.longform.options import LongformOptions
-from dwkit.longform.prompt import detect_languages, init_tokens
-from dwkit.longform.segments import split_window
-from dwkit.longform.sequential import ProgressFn, _batches
+from dwkit.longform.sequential import ProgressFn, WindowState, consume_windows
 from dwkit.results import Segment, Transcript
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import LANGUAGES, Tokenizer
@@ -62,40 +59,31 @@ def transcribe_chunked(
     chunk_len = int(round(opts.chunk_length_s * SAMPLE_RATE))
     stride = int(round(opts.stride_s * SAMPLE_RATE))
     chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
+    states = [
+        WindowState(
+            mel=log_mel(c.samples, info.n_mels),
+            max_frames=N_FRAMES,
+            language=opts.language,
+            progress_scale=(len(c.samples) - c.stride_left - c.stride_right) / N_SAMPLES,
+        )
+        for c in chunks
+    ]
+    consume_windows(backend, tokenizer, states, opts, timestamps=opts.return_timestamps, progress=progress)
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
-    for batch in _batches(chunks, opts.batch_size):
-        mel = np.stack([log_mel(c.samples, info.n_mels) for c in batch])
-        enc = backend.encode(mel)
-        languages = [opts.language] * len(batch)
-        if info.multilingual and opts.language is None:
-            languages = detect_languages(backend, enc)
-        prompts = [init_tokens(tokenizer, lang, opts.task, opts.return_timestamps) for lang in languages]
-        results = decode_with_fallback(backend, enc, prompts, opts, timestamps=opts.return_timestamps)
-        for chunk, prompt, result in zip(batch, prompts, results):
-            tokens = _kept_tokens(result, info.timestamp_begin)
-            language_prefix = prompt[1:2] if info.multilingual else []
-            outputs[chunk.file].append(
-                ChunkOutput(
-                    tokens=language_prefix + tokens,
-                    length_s=len(chunk.samples) / SAMPLE_RATE,
-                    stride_left_s=chunk.stride_left / SAMPLE_RATE,
-                    stride_right_s=chunk.stride_right / SAMPLE_RATE,
-                )
+    for chunk, state in zip(chunks, states):
+        language_prefix = state.prompt[1:2] if info.multilingual else []
+        outputs[chunk.file].append(
+            ChunkOutput(
+                tokens=language_prefix + [t for seg in state.segments for t in seg.tokens],
+                length_s=len(chunk.samples) / SAMPLE_RATE,
+                stride_left_s=chunk.stride_left / SAMPLE_RATE,
+                stride_right_s=chunk.stride_right / SAMPLE_RATE,
             )
-            if progress:
-                progress((len(chunk.samples) - chunk.stride_left - chunk.stride_right) / SAMPLE_RATE)
+        )
     return [
         _transcript(merge_chunks(outputs[i], tokenizer, opts.return_timestamps), len(a) / SAMPLE_RATE)
         for i, a in enumerate(audios)
     ]
-
-
-def _kept_tokens(result, timestamp_begin: int) -> list[int]:  # type: ignore[no-untyped-def]
-    """What a single-window generate returns: its complete segments, nothing when judged silent."""
-    if result.skipped:
-        return []
-    segments, _ = split_window(result.hypothesis.tokens, timestamp_begin, 0.0, N_FRAMES)
-    return [t for seg in segments for t in seg.tokens]
 
 
 def _transcript(pieces: list[MergedPiece], duration: float) -> Transcript:

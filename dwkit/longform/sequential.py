@@ -26,7 +26,9 @@ ProgressFn = Callable[[float], None]  # called with seconds of audio just finish
 
 
 @dataclass
-class _FileState:
+class WindowState:
+    """One recording (or one chunk) being consumed window by window."""
+
     mel: np.ndarray
     max_frames: int
     seek: int = 0
@@ -34,6 +36,7 @@ class _FileState:
     prompt: list[int] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     condition: bool = True
+    progress_scale: float = 1.0  # audio seconds per second of mel consumed
 
     @property
     def done(self) -> bool:
@@ -51,37 +54,53 @@ def transcribe_sequential(
     states = []
     for samples in audios:
         mel = log_mel(samples, info.n_mels, pad_to=N_SAMPLES)
-        states.append(_FileState(mel=mel, max_frames=mel.shape[-1], language=opts.language))
-    _set_prompts(backend, tokenizer, states, opts)
+        states.append(WindowState(mel=mel, max_frames=mel.shape[-1], language=opts.language))
+    consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
+    return [_transcript(tokenizer, s, len(a)) for s, a in zip(states, audios)]
 
+
+def consume_windows(
+    backend: Backend,
+    tokenizer: Tokenizer,
+    states: list[WindowState],
+    opts: LongformOptions,
+    timestamps: bool,
+    progress: ProgressFn | None = None,
+) -> None:
+    """Decode every state's mel to its end, window by window, batching across states.
+
+    This is also what transformers' generate does with a single 30 s input: after a window
+    that ends mid-segment it seeks to the last timestamp and decodes the rest of the same
+    30 s, so the chunked mode runs each chunk through here too.
+    """
+    _set_prompts(backend, tokenizer, states, opts, timestamps)
     while True:
         active = [s for s in states if not s.done]
         if not active:
             break
         for batch in _batches(active, opts.batch_size):
-            _step(backend, tokenizer, batch, opts, progress)
-
-    return [_transcript(tokenizer, s, len(a)) for s, a in zip(states, audios)]
+            _step(backend, tokenizer, batch, opts, timestamps, progress)
 
 
 def _set_prompts(
-    backend: Backend, tokenizer: Tokenizer, states: list[_FileState], opts: LongformOptions
+    backend: Backend, tokenizer: Tokenizer, states: list[WindowState], opts: LongformOptions, timestamps: bool
 ) -> None:
-    """Detect the language of each file on its first 30 s (multilingual models, no language given)."""
+    """Detect the language of each state on its first 30 s (multilingual models, no language given)."""
     undetected = [s for s in states if backend.info.multilingual and s.language is None]
     for batch in _batches(undetected, opts.batch_size):
         enc = backend.encode(np.stack([pad_or_trim(s.mel) for s in batch]))
         for state, code in zip(batch, detect_languages(backend, enc)):
             state.language = code
     for state in states:
-        state.prompt = init_tokens(tokenizer, state.language, opts.task, timestamps=True)
+        state.prompt = init_tokens(tokenizer, state.language, opts.task, timestamps=timestamps)
 
 
 def _step(
     backend: Backend,
     tokenizer: Tokenizer,
-    batch: list[_FileState],
+    batch: list[WindowState],
     opts: LongformOptions,
+    timestamps: bool,
     progress: ProgressFn | None,
 ) -> None:
     info = backend.info
@@ -91,7 +110,7 @@ def _step(
     prompts = [
         _prev_tokens(s, info.sot_prev, info.timestamp_begin, info.n_text_ctx, opts) + s.prompt for s in batch
     ]
-    results = decode_with_fallback(backend, enc, prompts, opts)
+    results = decode_with_fallback(backend, enc, prompts, opts, timestamps=timestamps)
     for state, frames, result in zip(batch, num_frames, results):
         before = state.seek
         hyp = result.hypothesis
@@ -103,11 +122,11 @@ def _step(
             state.segments.extend(_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw)
             state.seek += advance
         if progress:
-            progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS)
+            progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
 
 
 def _prev_tokens(
-    state: _FileState, sot_prev: int, timestamp_begin: int, n_text_ctx: int, opts: LongformOptions
+    state: WindowState, sot_prev: int, timestamp_begin: int, n_text_ctx: int, opts: LongformOptions
 ) -> list[int]:
     """<|startofprev|> + the last tokens already transcribed, when conditioning is on."""
     if not opts.condition_on_prev_tokens or not state.segments:
@@ -134,7 +153,7 @@ def _segment(tokenizer: Tokenizer, raw: RawSegment, hyp, ratio: float) -> Segmen
     )
 
 
-def _transcript(tokenizer: Tokenizer, state: _FileState, n_samples: int) -> Transcript:
+def _transcript(tokenizer: Tokenizer, state: WindowState, n_samples: int) -> Transcript:
     tokens = [t for seg in state.segments for t in seg.tokens]
     return Transcript(
         text=tokenizer.decode(tokens),

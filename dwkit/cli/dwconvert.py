@@ -1,0 +1,87 @@
+"""`dwconvert`: export a transformers Whisper checkpoint to ct2, onnx, trt or ggml
+(or import a CTranslate2 model back into transformers with --from ct2 --to hf)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dwkit.cli.common import add_version, run_cli
+from dwkit.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dwconvert",
+        description="Convert a Whisper checkpoint (local directory or hub id) to another runtime's format.",
+    )
+    add_version(parser)
+    parser.add_argument("model", help="transformers checkpoint directory or hub id (org/name)")
+    parser.add_argument("out", type=Path, help="output directory (written atomically)")
+    parser.add_argument(
+        "--to", required=True, choices=["ct2", "onnx", "trt", "ggml", "hf"], help="target format"
+    )
+    parser.add_argument(
+        "--from", dest="source_format", default="hf", choices=["hf", "ct2"], help="source format"
+    )
+    parser.add_argument(
+        "--precision",
+        "--quantization",
+        dest="precision",
+        help="the target format's own precision name (ct2: float32/int8/...; onnx/trt: fp32/fp16/int8; ggml: f16/q8_0/...)",
+    )
+    parser.add_argument(
+        "--no-validate", action="store_true", help="skip loading the output and comparing with transformers"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT if it exists (only once the new one is complete)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="trt: check the graphs and write the build plan, build nothing"
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=None, help="trt: largest batch size in the optimisation profiles"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.to == "hf":
+        if args.source_format != "ct2":
+            raise ConfigError("--to hf imports a CTranslate2 model: add --from ct2")
+        from dwkit.converters.ct2_import import import_ct2
+
+        result = import_ct2(Path(args.model), args.out, overwrite=args.overwrite)
+    else:
+        if args.source_format != "hf":
+            raise ConfigError(
+                f"--from {args.source_format} converts only to hf; convert to {args.to} from the hf checkpoint"
+            )
+        from dwkit.converters import convert
+
+        opts: dict[str, object] = {"validate": not args.no_validate, "overwrite": args.overwrite}
+        if args.to == "trt":
+            opts.update(dry_run=args.dry_run, max_batch=args.max_batch)
+        elif args.dry_run or args.max_batch is not None:
+            raise ConfigError("--dry-run and --max-batch apply to --to trt only")
+        result = convert(args.model, args.out, args.to, args.precision, **opts)
+    validation = result.validation or {}
+    status = (
+        "validated"
+        if validation.get("passed")
+        else ("not validated" if not validation else "validation recorded")
+    )
+    print(f"wrote {result.out_dir} ({result.fmt}, {result.precision}; {status})")
+    return 0
+
+
+def entry(argv: list[str] | None = None) -> int:
+    return run_cli("dwconvert", main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
