@@ -78,6 +78,7 @@ def atomic_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) 
         raise ConversionError(f"{out_dir}: already exists (pass --overwrite to replace it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would make the finished model private to its converter
     try:
         yield tmp
     except BaseException:
