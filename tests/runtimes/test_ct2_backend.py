@@ -182,10 +182,12 @@ def test_gpu_compute_type_on_cpu_says_what_this_device_supports(tiny_ct2: Path) 
         load(tiny_ct2, config=RuntimeConfig(precision="float16"))
 
 
-def _transcribe(model_dir: Path, backend: str, audio: Path, mode: str, precision: str | None = None):  # type: ignore[no-untyped-def]
+def _transcribe(
+    model_dir: Path, backend: str, audio: Path, mode: str, precision: str | None = None, **options
+):  # type: ignore[no-untyped-def]
     runtime = replace(RUNTIME, precision=precision)
     return Transcriber.from_model_dir(
-        model_dir, backend=backend, runtime=runtime, options=LongformOptions(mode=mode)
+        model_dir, backend=backend, runtime=runtime, options=LongformOptions(mode=mode, **options)
     ).transcribe(audio)
 
 
@@ -205,9 +207,12 @@ def test_transcripts_equal_transformers(tiny_ct2: Path, hf_transcripts, speech_s
 def test_long_transcripts_equal_transformers(
     tiny_en_dir: Path, tiny_ct2: Path, speech_long, mode: str
 ) -> None:  # type: ignore[no-untyped-def]
+    """Greedy only: a window that falls back to sampling draws from each library's own random
+    generator, so the two backends can only agree there by chance (it happened on one
+    earlier version of speech_long: same text, different timestamps in one sampled chunk)."""
     audio, _ = speech_long
-    ref = _transcribe(tiny_en_dir, "hf", audio, mode)
-    got = _transcribe(tiny_ct2, "ct2", audio, mode)
+    ref = _transcribe(tiny_en_dir, "hf", audio, mode, temperatures=(0.0,))
+    got = _transcribe(tiny_ct2, "ct2", audio, mode, temperatures=(0.0,))
     assert got.text == ref.text
     assert [(s.start, s.end) for s in got.segments] == [(s.start, s.end) for s in ref.segments]
 
