@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
 
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -70,7 +70,12 @@ class HFBackend(StepBackend):
                 model_dir, dtype=dtype, attn_implementation="sdpa"
             )
         except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(f"{model_dir}: transformers could not load it ({exc})") from exc
+            hint = (
+                " (config.json does not match the weights, e.g. num_mel_bins)"
+                if "size mismatch" in str(exc)
+                else ""
+            )
+            raise ModelError(f"{model_dir}: transformers could not load it{hint}: {exc}") from exc
         model.to(config.device).eval()
         return cls(model, info, config.device, dtype)
 

@@ -18,7 +18,8 @@ def run_cli(prog: str, main: Callable[[list[str] | None], int], argv: list[str] 
     try:
         return main(argv)
     except DwkitError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # wrapped library messages become one line
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -11,7 +11,9 @@ from dwkit.transcriber import Transcriber
 from tests.hf_reference import generate_longform, pipeline_chunked
 
 # Greedy without fallback: deterministic on both sides, so outputs must be identical.
-GREEDY = dict(temperatures=(0.0,), compression_ratio_threshold=None, logprob_threshold=None, no_speech_threshold=None)
+GREEDY = dict(
+    temperatures=(0.0,), compression_ratio_threshold=None, logprob_threshold=None, no_speech_threshold=None
+)
 
 
 def _check_sequential(model_dir, speech, opts: LongformOptions) -> None:
@@ -52,11 +54,19 @@ def test_sequential_long_form_equals_generate_with_fallback_settings(tiny_en_dir
 
 
 def test_chunked_equals_pipeline_without_timestamps(tiny_en_dir, speech_long):
-    _check_chunked(tiny_en_dir, speech_long, LongformOptions(mode="chunked", return_timestamps=False, batch_size=4, **GREEDY))
+    _check_chunked(
+        tiny_en_dir,
+        speech_long,
+        LongformOptions(mode="chunked", return_timestamps=False, batch_size=4, **GREEDY),
+    )
 
 
 def test_chunked_equals_pipeline_with_timestamps(tiny_en_dir, speech_long):
-    _check_chunked(tiny_en_dir, speech_long, LongformOptions(mode="chunked", return_timestamps=True, batch_size=4, **GREEDY))
+    _check_chunked(
+        tiny_en_dir,
+        speech_long,
+        LongformOptions(mode="chunked", return_timestamps=True, batch_size=4, **GREEDY),
+    )
 
 
 @pytest.mark.slow
@@ -69,7 +79,9 @@ def test_multilingual_sequential_detects_english_and_equals_generate(base_dir, s
 
 @pytest.mark.slow
 def test_multilingual_chunked_equals_pipeline(base_dir, speech_long):
-    _check_chunked(base_dir, speech_long, LongformOptions(mode="chunked", language="en", batch_size=4, **GREEDY))
+    _check_chunked(
+        base_dir, speech_long, LongformOptions(mode="chunked", language="en", batch_size=4, **GREEDY)
+    )
 
 
 def test_batched_files_equal_one_at_a_time(tiny_en_dir, speech_short, speech_long):
