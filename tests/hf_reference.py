@@ -27,11 +27,18 @@ def _model(model_dir: str):  # type: ignore[no-untyped-def]
     return processor, model
 
 
-def generate_longform(model_dir: Path, audio: np.ndarray, opts: LongformOptions) -> tuple[str, list[ReferenceSegment]]:
+def generate_longform(
+    model_dir: Path, audio: np.ndarray, opts: LongformOptions
+) -> tuple[str, list[ReferenceSegment]]:
     """transformers' long-form `generate(return_timestamps=True)` with the same settings."""
     processor, model = _model(str(model_dir))
     features = processor(
-        audio, sampling_rate=16000, return_tensors="pt", truncation=False, padding="longest", return_attention_mask=True
+        audio,
+        sampling_rate=16000,
+        return_tensors="pt",
+        truncation=False,
+        padding="longest",
+        return_attention_mask=True,
     )
     if features.input_features.shape[-1] < 3000:  # short-form: the processor's usual 30 s padding
         features = processor(audio, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
