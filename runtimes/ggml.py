@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
 
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
 
 PRECISIONS = ("f32", "f16", "q8_0", "q5_0", "q4_0")
 MODEL_FILE = "ggml-model.bin"

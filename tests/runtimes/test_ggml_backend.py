@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dwkit.converters import ggml
-from dwkit.runtimes import load
-from dwkit.runtimes.base import RuntimeConfig
 
 from dwkit.audio import load_audio
+from dwkit.converters import ggml
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import BackendUnavailable, ConfigError
 from dwkit.features import log_mel
 from dwkit.metrics import wer
+from dwkit.runtimes import load
+from dwkit.runtimes.base import RuntimeConfig
 from dwkit.tokenizer import Tokenizer
 from dwkit.transcriber import Transcriber
 
