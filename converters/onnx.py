@@ -412,18 +412,18 @@ def source_id(source: Path) -> dict[str, str]:
     return found
 
 
-def validation_mel(n_mels: int) -> np.ndarray:
-    """The fixed validation input: the bundled demo speech (real words make tokens meaningful)."""
+def validation_mel(n_mels: int) -> tuple[np.ndarray, str]:
+    """The fixed validation input and its description: the bundled demo speech (real words make
+    tokens meaningful), else seeded noise."""
     import dwkit
     from dwkit.audio import load_audio
     from dwkit.compare import reference_mel
 
     demo = Path(dwkit.__file__).resolve().parent / "data" / "demo.flac"
     try:
-        samples = load_audio(demo)[: 16000 * 30]
+        return reference_mel(load_audio(demo)[: 16000 * 30], n_mels), "dwkit/data/demo.flac (first 30 s)"
     except (DwkitError, OSError):
-        samples = None  # reference_mel falls back to seeded noise
-    return reference_mel(samples, n_mels)
+        return reference_mel(None, n_mels), "seeded noise (dwkit.compare.reference_mel)"
 
 
 def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:
@@ -437,8 +437,9 @@ def validate_model(source: Path, model_dir: Path, precision: str, threads: int =
     info = ModelInfo.from_hf_dir(source)
     reference = HFBackend.from_model_dir(source, RuntimeConfig(threads=threads))
     candidate = OnnxBackend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
+    mel, described = validation_mel(info.n_mels)
     started = time.perf_counter()
-    report = compare_backends(reference, candidate, validation_mel(info.n_mels)).to_dict()
+    report = compare_backends(reference, candidate, mel).to_dict()
     failures = []
     if precision in GATED:
         if report["logits_max_abs"] > LOGITS_ATOL:
@@ -451,7 +452,7 @@ def validate_model(source: Path, model_dir: Path, precision: str, threads: int =
         "failures": failures,
         "reference": "hf fp32",
         "runtime": "onnxruntime CPUExecutionProvider",
-        "input": "dwkit/data/demo.flac (first 30 s)",
+        "input": described,
         "thresholds": {"logits_atol": LOGITS_ATOL, "tokens_must_match": True} if precision in GATED else None,
         "seconds": round(time.perf_counter() - started, 2),
         **report,
