@@ -59,6 +59,7 @@ def dwkit_runner(
     model_dir: Path, backend: str, threads: int, options: dict | None = None
 ) -> tuple[Callable, float]:
     """A callable transcribing samples with the shared engine, and its load time."""
+    from dwkit.decoding.options import DecodeOptions
     from dwkit.longform.options import LongformOptions
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.transcriber import Transcriber
@@ -68,10 +69,16 @@ def dwkit_runner(
         model_dir,
         backend,
         RuntimeConfig(threads=threads, options=dict(options or {})),
-        LongformOptions(language="en"),
+        # A fixed seed: a window that falls back to temperature > 0 samples the same way each run.
+        LongformOptions(language="en", decode=DecodeOptions(seed=SEED)),
     )
     load_s = time.perf_counter() - started
-    return (lambda samples: transcriber.transcribe(samples).text), load_s
+
+    def run(samples):  # type: ignore[no-untyped-def]
+        transcript = transcriber.transcribe(samples)
+        return transcript.text, sum(1 for s in transcript.segments if s.temperature)
+
+    return run, load_s
 
 
 def whisper_cpp_runner(model_dir: Path, threads: int, flash_attn: bool) -> tuple[Callable, float]:
