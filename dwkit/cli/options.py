@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dwkit.decoding.options import DecodeOptions
+from dwkit.errors import ConfigError
 from dwkit.longform.options import MODES, LongformOptions
 from dwkit.runtimes import BACKENDS
 from dwkit.runtimes.base import RuntimeConfig
@@ -23,6 +24,13 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     group.add_argument("--precision", help="the backend's own precision/compute type name")
     group.add_argument("--threads", type=int, default=0, help="intra-op threads (0: library default)")
+    group.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend-specific setting, repeatable (e.g. ggml flash_attn=false, onnx provider=tensorrt)",
+    )
 
 
 def add_longform_flags(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +65,34 @@ def add_longform_flags(parser: argparse.ArgumentParser) -> None:
 
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     return RuntimeConfig(
-        device=args.device, precision=args.precision, threads=args.threads, batch_size=args.batch_size
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        options=parse_backend_options(args.backend_option),
     )
+
+
+def parse_backend_options(items: list[str]) -> dict[str, object]:
+    """KEY=VALUE pairs; values read as booleans, integers or floats where they look like one."""
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--backend-option {item!r}: expected KEY=VALUE")
+        lowered = raw.lower()
+        value: object = raw
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    continue
+        options[key] = value
+    return options
 
 
 def longform_options(args: argparse.Namespace) -> LongformOptions:
