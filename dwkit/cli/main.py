@@ -12,6 +12,7 @@ from dwkit.cli.common import add_version, run_cli
 COMMANDS = {
     "transcribe": "dwkit.cli.transcribe",
     "demo": "dwkit.cli.demo",
+    "bench": "dwkit.cli.bench",
 }
 
 

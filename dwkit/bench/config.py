@@ -1,0 +1,196 @@
+"""What one benchmark run measures: the model, the systems, modes, audio and settings.
+
+The same settings come from command-line flags or a TOML file (`benchmarks/configs/*.toml`,
+keys named like the flags with `_` for `-`); flags given on the command line win.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dwkit.errors import ConfigError
+from dwkit.longform.options import MODES
+
+BASELINE = ("hf", "fp32")
+# A spec without a precision runs at this one (the issue's example line: hf,ct2:int8,onnx:fp32,ggml:q8_0).
+DEFAULT_PRECISION = {"hf": "fp32", "ct2": "int8", "onnx": "fp32", "trt": "fp16", "ggml": "q8_0"}
+# Synthetic models never emit end-of-text sensibly: decode this many tokens per window instead.
+DEFAULT_SYNTHETIC_TOKENS = 16
+DEFAULT_AUDIO_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """One dwkit backend at one precision, e.g. `ct2:int8`."""
+
+    backend: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+    @property
+    def is_baseline(self) -> bool:
+        return (self.backend, self.precision) == BASELINE
+
+
+def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
+    """`hf,ct2:int8,onnx:fp32,ggml:q8_0` -> specs, the transformers fp32 baseline first.
+
+    Names and precisions are checked against the backend registry and each backend's own
+    precision names, so a typo fails before anything is converted or run.
+    """
+    from dwkit.runtimes import BACKENDS
+
+    items = specs.split(",") if isinstance(specs, str) else [s for part in specs for s in part.split(",")]
+    parsed: list[SystemSpec] = []
+    for item in (s.strip() for s in items):
+        if not item:
+            continue
+        name, _, precision = item.partition(":")
+        if name not in BACKENDS:
+            raise ConfigError(
+                f"backend spec {item!r}: unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
+            )
+        precision = precision or DEFAULT_PRECISION[name]
+        valid = backend_precisions(name)
+        if valid is not None and precision not in valid:
+            raise ConfigError(
+                f"backend spec {item!r}: unknown {name} precision {precision!r}; choose one of {', '.join(valid)}"
+            )
+        spec = SystemSpec(name, precision)
+        if spec not in parsed:
+            parsed.append(spec)
+    baseline = SystemSpec(*BASELINE)
+    return [baseline] + [s for s in parsed if s != baseline]
+
+
+def backend_precisions(name: str) -> tuple[str, ...] | None:
+    """The precision names `name` runs, or None when its module cannot be imported here."""
+    from dwkit.errors import BackendUnavailable
+    from dwkit.runtimes import get
+
+    try:
+        return tuple(get(name).PRECISIONS)
+    except (BackendUnavailable, AttributeError):
+        return None
+
+
+@dataclass
+class BenchConfig:
+    """Everything a run depends on; recorded in the result JSON."""
+
+    model: str | None = None  # transformers dir, hub id, or a bundled name (tiny.en, base)
+    synthetic_model: str | None = None  # a dwkit.synthetic preset, e.g. distil-large-v3.5
+    backends: list[SystemSpec] = field(default_factory=lambda: parse_backends("hf"))
+    modes: tuple[str, ...] = MODES
+    audio: list[Path] = field(default_factory=list)
+    synthetic_audio: float | None = None  # seconds of espeak-ng speech (default when no audio)
+    repeat: int = 3
+    threads: int = 0  # 0: every usable core
+    output: Path = Path("bench-results")
+    name: str | None = None  # file stem of the outputs; default: from the model
+    tokens_per_window: int | None = None  # force exactly N decoded tokens per window
+    batch_size: int = 8
+    language: str = "en"
+    peers: bool = True  # faster-whisper and transformers' pipeline, where installed
+    floor: bool = True  # measure the fp32 / bf16 matmul floor
+    warmup: bool = True
+    cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
+    timeout_s: float = 3600.0  # per worker job
+    command: str | None = None  # how the run was started, for the record
+
+    def __post_init__(self) -> None:
+        if bool(self.model) == bool(self.synthetic_model):
+            raise ConfigError("give exactly one of --model and --synthetic-model")
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown or not self.modes:
+            raise ConfigError(f"modes {', '.join(unknown) or '(none)'}: choose from {', '.join(MODES)}")
+        if self.repeat < 1:
+            raise ConfigError("--repeat must be at least 1")
+        if self.tokens_per_window is not None and not 1 <= self.tokens_per_window <= 200:
+            raise ConfigError("--tokens-per-window must be between 1 and 200")
+        if self.synthetic_audio is not None and self.synthetic_audio <= 0:
+            raise ConfigError("--synthetic-audio must be a positive number of seconds")
+        if self.audio and self.synthetic_audio is not None:
+            raise ConfigError("give --audio or --synthetic-audio, not both")
+        if self.synthetic_model and self.tokens_per_window is None:
+            self.tokens_per_window = DEFAULT_SYNTHETIC_TOKENS
+        if not self.audio and self.synthetic_audio is None:
+            self.synthetic_audio = DEFAULT_AUDIO_SECONDS
+        for path in self.audio:
+            if not Path(path).is_file():
+                raise ConfigError(f"{path}: no such audio file")
+
+    @property
+    def stem(self) -> str:
+        if self.name:
+            return self.name
+        source = self.synthetic_model or Path(str(self.model)).name
+        return "bench-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in source)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "backends":
+                value = [f"{s.backend}:{s.precision}" for s in value]
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, (list, tuple)):
+                value = [str(v) if isinstance(v, Path) else v for v in value]
+            out[f.name] = value
+        return out
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """A config file's keys, converted to BenchConfig field types; unknown keys are an error."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError as exc:
+            raise ConfigError("reading --config on Python 3.10 needs tomli: pip install tomli") from exc
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    known = {f.name for f in fields(BenchConfig)} - {"command"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    base = Path(path).resolve().parent
+    if "backends" in data:
+        data["backends"] = parse_backends(data["backends"])
+    if "modes" in data:
+        data["modes"] = tuple(data["modes"].split(",") if isinstance(data["modes"], str) else data["modes"])
+    if "audio" in data:
+        data["audio"] = [_relative(base, a) for a in data["audio"]]
+    for key in ("output", "cache_dir"):
+        if key in data:
+            data[key] = Path(data[key])
+    return data
+
+
+def _relative(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or path.exists() else base / path
+
+
+def merged(file_values: dict[str, Any], flag_values: dict[str, Any]) -> BenchConfig:
+    """A config from file values overridden by the flags actually given (not None)."""
+    values = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    if values.get("model") and values.get("synthetic_model"):
+        # a flag for one of them replaces the file's other one
+        if flag_values.get("model") and not flag_values.get("synthetic_model"):
+            values.pop("synthetic_model")
+        elif flag_values.get("synthetic_model") and not flag_values.get("model"):
+            values.pop("model")
+    return BenchConfig(**values)

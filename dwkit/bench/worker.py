@@ -1,0 +1,439 @@
+"""One benchmark job in its own process: `python -m dwkit.bench.worker < job.json`.
+
+Each backend runs in a fresh process so its load time and peak memory are its own, and a
+crash (whisper.cpp aborts, out-of-memory kills) costs one row, not the run. The job is a JSON
+object on stdin; the result is one JSON object on stdout. While the job runs, file
+descriptor 1 points at stderr, so libraries that print (C code included) cannot corrupt it.
+
+Jobs (`kind`): `run` (transcribe with one system, timing encoder and decoder inside),
+`convert` (one format, cached by the parent), `synthetic_model` (a seeded random
+checkpoint), `floor` (fp32 / bf16 matmul throughput).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _key, _value in (
+    ("OMP_WAIT_POLICY", "PASSIVE"),
+    ("GGML_NO_BACKTRACE", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
+    os.environ.setdefault(_key, _value)  # before any OpenMP runtime starts (see measure.WORKER_ENV)
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from dwkit.bench.measure import (  # noqa: E402
+    CallTimer,
+    dir_size_mb,
+    instrument_backend,
+    matmul_gflops,
+    peak_rss_mb,
+    per_unit_ms,
+    summarise_latencies,
+)
+from dwkit.errors import ConfigError  # noqa: E402
+
+SAMPLE_RATE = 16000
+WARMUP_SECONDS = 10.0
+SYSTEMS = ("dwkit", "faster-whisper", "transformers-pipeline")
+# faster-whisper measures compression on text (OpenAI's), dwkit on token ids (transformers'):
+# each keeps its own default threshold for its own measure.
+FASTER_WHISPER_COMPRESSION_THRESHOLD = 2.4
+
+
+@dataclass
+class Loaded:
+    """A system ready to transcribe: text of one recording, and its timers."""
+
+    transcribe: Callable[[np.ndarray], str]
+    encoder: CallTimer
+    decoder: CallTimer
+    settings: dict[str, Any]
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    """Load the system, warm it up, transcribe every file `repeat` times; time everything."""
+    from dwkit.audio import load_audio
+
+    system = job.get("system", "dwkit")
+    if system not in SYSTEMS:
+        raise ConfigError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
+    audios = [load_audio(path) for path in job["audio"]]
+    started = time.perf_counter()
+    loaded = LOADERS[system](job)
+    load_s = time.perf_counter() - started
+    if job.get("warmup", True):  # first-call costs (allocations, thread pools, kernel choice) excluded
+        loaded.transcribe(audios[0][: int(WARMUP_SECONDS * SAMPLE_RATE)])
+    loaded.encoder.reset()
+    loaded.decoder.reset()
+    latencies: list[list[float]] = []
+    texts: list[str] = []
+    for repeat in range(int(job.get("repeat", 1))):
+        row = []
+        for samples in audios:
+            started = time.perf_counter()
+            text = loaded.transcribe(samples)
+            row.append(time.perf_counter() - started)
+            if repeat == 0:
+                texts.append(text)
+        latencies.append(row)
+    audio_seconds = [len(a) / SAMPLE_RATE for a in audios]
+    windows, tokens = loaded.encoder.units, loaded.decoder.units
+    return {
+        **summarise_latencies(audio_seconds, latencies),
+        "load_s": round(load_s, 3),
+        "encoder_ms_per_window": per_unit_ms(loaded.encoder.seconds, windows),
+        "decoder_ms_per_token": per_unit_ms(loaded.decoder.seconds, tokens),
+        "windows": windows,
+        "tokens": tokens,
+        "tokens_per_window": round(tokens / windows, 2) if windows else None,
+        "encoder_seconds": round(loaded.encoder.seconds, 4),
+        "decoder_seconds": round(loaded.decoder.seconds, 4),
+        "peak_rss_mb": peak_rss_mb(),
+        "size_mb": dir_size_mb(job["model_dir"]),
+        "file_seconds": [round(s, 3) for s in audio_seconds],
+        "latencies_s": [[round(t, 4) for t in row] for row in latencies],
+        "texts": texts,
+        "settings": loaded.settings,
+    }
+
+
+def longform_options(job: dict[str, Any], info: Any) -> Any:
+    """The engine's options for this job; with `tokens_per_window`, exactly N tokens per window.
+
+    Random weights never emit end-of-text sensibly, so forced mode suppresses it, and every
+    timestamp after <|0.00|>: the timestamp rules then make the first token <|0.00|> and
+    every later one text, the window never splits (seek moves a whole window), and each
+    window decodes exactly N tokens at temperature 0 with no fallback and no silence skip.
+    """
+    from dwkit.decoding.options import DecodeOptions
+    from dwkit.longform.options import LongformOptions
+
+    opts = LongformOptions(
+        mode=job["mode"],
+        language=job.get("language") or None,
+        batch_size=int(job.get("batch_size", 8)),
+    )
+    n = job.get("tokens_per_window")
+    if not n:
+        return opts
+    return replace(
+        opts,
+        temperatures=(0.0,),
+        compression_ratio_threshold=None,
+        logprob_threshold=None,
+        no_speech_threshold=None,
+        decode=DecodeOptions(max_new_tokens=int(n), suppress_tokens=forced_suppress_tokens(info)),
+    )
+
+
+def forced_suppress_tokens(info: Any) -> list[int]:
+    """The model's own suppressed tokens + end-of-text + every timestamp after <|0.00|>."""
+    timestamps = range(info.timestamp_begin + 1, info.vocab_size)
+    return sorted({*info.suppress_tokens, info.eot, *timestamps})
+
+
+def _settings(opts: Any) -> dict[str, Any]:
+    return {
+        "mode": opts.mode,
+        "language": opts.language,
+        "batch_size": opts.batch_size,
+        "beam_size": opts.decode.beam_size,
+        "temperatures": list(opts.temperatures),
+        "compression_ratio_threshold": opts.compression_ratio_threshold,
+        "logprob_threshold": opts.logprob_threshold,
+        "no_speech_threshold": opts.no_speech_threshold,
+        "condition_on_prev_tokens": opts.condition_on_prev_tokens,
+        "chunk_length_s": opts.chunk_length_s,
+        "max_new_tokens": opts.decode.max_new_tokens,
+        "suppress_tokens": "forced mode: model's + eot + timestamps after <|0.00|>"
+        if opts.decode.suppress_tokens is not None
+        else "model's",
+    }
+
+
+def load_dwkit(job: dict[str, Any]) -> Loaded:
+    from dwkit.runtimes.base import RuntimeConfig
+    from dwkit.transcriber import Transcriber
+
+    runtime = RuntimeConfig(
+        threads=int(job.get("threads", 0)),
+        precision=job.get("precision"),
+        batch_size=int(job.get("batch_size", 8)),
+        options=dict(job.get("runtime_options") or {}),
+    )
+    transcriber = Transcriber.from_model_dir(job["model_dir"], job["backend"], runtime)
+    transcriber.options = longform_options(job, transcriber.backend.info)
+    encoder, decoder = instrument_backend(transcriber.backend)
+    return Loaded(
+        lambda samples: transcriber.transcribe(samples).text, encoder, decoder, _settings(transcriber.options)
+    )
+
+
+class _TimedWhisper:
+    """Proxy for a `ctranslate2.models.Whisper`: times encode (windows) and generate (tokens)."""
+
+    def __init__(self, model: Any, budget: int | None):
+        self._model = model
+        self.encoder = CallTimer(model.encode, lambda args, _: int(args[0].shape[0]))
+        self.decoder = CallTimer(model.generate, lambda _, results: self._tokens(results))
+        self._budget = budget
+
+    def _tokens(self, results: Any) -> int:
+        count = 0
+        for result in results:
+            n = len(result.sequences_ids[0])
+            count += n + int(self._budget is None or n < self._budget)  # + end-of-text when it stopped
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        return self.encoder(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.decoder(*args, **kwargs)
+
+
+def load_faster_whisper(job: dict[str, Any]) -> Loaded:
+    """faster-whisper's own transcribe on the same CTranslate2 directory: greedy, no VAD."""
+    from faster_whisper import WhisperModel
+
+    from dwkit.model_info import ModelInfo
+
+    info = ModelInfo.from_model_dir(Path(job["model_dir"]))
+    model = WhisperModel(
+        str(job["model_dir"]),
+        device="cpu",
+        compute_type=job.get("precision") or "default",
+        cpu_threads=int(job.get("threads", 0)),
+        num_workers=1,
+    )
+    opts = longform_options(job, info)
+    n = job.get("tokens_per_window")
+    kwargs: dict[str, Any] = {
+        "language": job.get("language") or None,
+        "beam_size": 1,
+        "best_of": 1,
+        "temperature": list(opts.temperatures),
+        "compression_ratio_threshold": FASTER_WHISPER_COMPRESSION_THRESHOLD,
+        "log_prob_threshold": opts.logprob_threshold,
+        "no_speech_threshold": opts.no_speech_threshold,
+        "condition_on_previous_text": opts.condition_on_prev_tokens,
+        "vad_filter": False,
+        "without_timestamps": False,
+        "word_timestamps": False,
+    }
+    if n:
+        prompt_len = 3 if info.multilingual else 1  # <|startoftranscript|> [language, task]
+        kwargs.update(
+            compression_ratio_threshold=None,
+            suppress_tokens=forced_suppress_tokens(info),
+            # CTranslate2 decodes at most min(max_length // 2, max_length - prompt + 1) tokens and
+            # faster-whisper passes max_length = prompt + max_new_tokens: this makes it exactly n.
+            max_new_tokens=max(2 * int(n) - prompt_len, int(n) - 1),
+        )
+    timed = model.model = _TimedWhisper(model.model, int(n) if n else None)
+
+    def transcribe(samples: np.ndarray) -> str:
+        segments, _ = model.transcribe(samples, **kwargs)
+        return "".join(s.text for s in segments)
+
+    settings = {k: v for k, v in kwargs.items() if k != "suppress_tokens"}
+    settings["mode"] = "sequential (faster-whisper WhisperModel.transcribe)"
+    if n:
+        settings["suppress_tokens"] = "forced mode: model's + eot + timestamps after <|0.00|>"
+    return Loaded(transcribe, timed.encoder, timed.decoder, settings)
+
+
+def load_pipeline(job: dict[str, Any]) -> Loaded:
+    """transformers' own ASR pipeline, chunked (chunk_length_s as dwkit's), greedy, fp32."""
+    import torch
+    from transformers import WhisperForConditionalGeneration, pipeline
+    from transformers.utils import logging as hf_logging
+
+    from dwkit.model_info import ModelInfo
+
+    hf_logging.set_verbosity_error()
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    model_dir = str(job["model_dir"])
+    info = ModelInfo.from_hf_dir(Path(model_dir))
+    opts = longform_options(job, info)
+    model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    pipe = pipeline(
+        "automatic-speech-recognition",
+        model=model,
+        tokenizer=model_dir,
+        feature_extractor=model_dir,
+        chunk_length_s=opts.chunk_length_s,
+        batch_size=opts.batch_size,
+        device="cpu",
+    )
+    encoder = CallTimer(lambda *a: None)
+    started: list[float] = []
+
+    def before(module: Any, args: Any, kwargs: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        encoder.seconds += time.perf_counter() - started.pop()
+        features = kwargs.get("input_features", args[0] if args else None)
+        encoder.calls += 1
+        encoder.units += int(features.shape[0]) if features is not None else 1
+
+    model.model.encoder.register_forward_pre_hook(before, with_kwargs=True)
+    model.model.encoder.register_forward_hook(after, with_kwargs=True)
+    eot, ts_begin = info.eot, info.timestamp_begin
+
+    def count(_: Any, output: Any) -> int:
+        sequences = output["sequences"] if isinstance(output, dict) else output
+        total = 0
+        for row in sequences.tolist():
+            total += sum(1 for t in row if t < eot or t >= ts_begin) + int(eot in row)
+        return total
+
+    generate = CallTimer(model.generate, count)
+    model.generate = generate  # the pipeline calls self.model.generate
+    decoder = CallTimer(generate)  # filled per transcription below: generate's time minus the encoder's
+    generate_kwargs: dict[str, Any] = {"num_beams": 1, "do_sample": False}
+    if info.multilingual:
+        generate_kwargs.update(language=job.get("language") or "en", task="transcribe")
+    n = job.get("tokens_per_window")
+    if n:
+        generate_kwargs.update(max_new_tokens=int(n), suppress_tokens=forced_suppress_tokens(info))
+
+    def transcribe(samples: np.ndarray) -> str:
+        seconds, units, calls, in_encoder = generate.seconds, generate.units, generate.calls, encoder.seconds
+        out = pipe(
+            {"raw": samples, "sampling_rate": SAMPLE_RATE},
+            return_timestamps=True,
+            generate_kwargs=dict(generate_kwargs),
+        )
+        decoder.seconds += (generate.seconds - seconds) - (encoder.seconds - in_encoder)
+        decoder.units += generate.units - units
+        decoder.calls += generate.calls - calls
+        return str(out["text"])
+
+    settings = {
+        "mode": "chunked (transformers pipeline)",
+        "chunk_length_s": opts.chunk_length_s,
+        "stride_length_s": "chunk/6 (pipeline default)",
+        "batch_size": opts.batch_size,
+        "return_timestamps": True,
+        **{k: v for k, v in generate_kwargs.items() if k != "suppress_tokens"},
+    }
+    if n:
+        settings["suppress_tokens"] = "forced mode: model's + eot + timestamps after <|0.00|>"
+    return Loaded(transcribe, encoder, decoder, settings)
+
+
+LOADERS: dict[str, Callable[[dict[str, Any]], Loaded]] = {
+    "dwkit": load_dwkit,
+    "faster-whisper": load_faster_whisper,
+    "transformers-pipeline": load_pipeline,
+}
+
+# -- preparation jobs -------------------------------------------------------------------------
+
+
+def convert(job: dict[str, Any]) -> dict[str, Any]:
+    from dwkit.converters import convert as convert_model
+
+    started = time.perf_counter()
+    result = convert_model(
+        job["source"],
+        job["out_dir"],
+        job["format"],
+        job["precision"],
+        validate=bool(job.get("validate", False)),
+        overwrite=True,
+        **(job.get("options") or {}),
+    )
+    return {
+        "out_dir": str(result.out_dir),
+        "seconds": round(time.perf_counter() - started, 1),
+        "size_mb": dir_size_mb(result.out_dir),
+        "peak_rss_mb": peak_rss_mb(),
+        "validated": bool(job.get("validate", False)),
+    }
+
+
+def synthetic_model(job: dict[str, Any]) -> dict[str, Any]:
+    from dwkit.synthetic import random_model
+
+    started = time.perf_counter()
+    cache = Path(job["cache_dir"]) if job.get("cache_dir") else None
+    out = random_model(job["preset"], seed=int(job.get("seed", 0)), cache_dir=cache)
+    return {
+        "model_dir": str(out),
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def floor(job: dict[str, Any]) -> dict[str, Any]:
+    size = int(job.get("size", 4096))
+    threads = int(job.get("threads", 0))
+    return {
+        "size": size,
+        "threads": threads,
+        "fp32_gflops": round(matmul_gflops("fp32", size, threads), 1),
+        "bf16_gflops": round(matmul_gflops("bf16", size, threads), 1),
+    }
+
+
+JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "run": run,
+    "convert": convert,
+    "synthetic_model": synthetic_model,
+    "floor": floor,
+}
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job in this process; errors become {"error": one line} (DwkitError) or propagate."""
+    from dwkit.errors import DwkitError
+
+    kind = job.get("kind")
+    if kind not in JOBS:
+        raise ConfigError(f"unknown job kind {kind!r}; choose one of {', '.join(JOBS)}")
+    try:
+        return JOBS[kind](job)
+    except DwkitError as exc:
+        return {"error": " ".join(str(exc).split())}
+
+
+def main() -> int:
+    result_fd = os.dup(1)
+    os.dup2(2, 1)  # anything printed while the job runs goes to stderr, not into the JSON
+    sys.stdout = sys.stderr
+    try:
+        job = json.loads(sys.stdin.read())
+        result = run_job(job)
+    except Exception as exc:  # a bug or a library failure: one line for the table, traceback above
+        import traceback
+
+        traceback.print_exc()
+        message = " ".join(str(exc).split())
+        result = {"error": f"{type(exc).__name__}: {message}"}
+    with os.fdopen(result_fd, "w") as out:
+        out.write(json.dumps(result) + "\n")
+    return 0 if "error" not in result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
