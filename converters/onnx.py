@@ -9,8 +9,10 @@ dynamo exporter (`onnx_export`), then, per precision:
   overflow or lose the small probabilities in half precision). onnxconverter-common's
   converter produced decoders that did not load.
 - int8: `quantize_dynamic` of MatMul/Gemm weights only (quantising the embedding Gather too
-  shrank the files but made each decoder step 2.4x slower). The output projection shares its
-  weight with the embedding through a Transpose, which the quantiser skips; it gets its own
+  shrank the files but made each decoder step 2.4x slower), one scale per output channel:
+  on tiny.en's 2-minute espeak benchmark per-tensor scales gave WER 0.043 against the fp32
+  transcript, per-channel 0.010, at the same speed. The output projection shares its weight
+  with the embedding through a Transpose, which the quantiser skips; it gets its own
   transposed copy first, so the largest decoder matmul is quantised as well.
 fp16 and int8 are validated and recorded, not gated: they round weights by design, and WER
 is their measure.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dwkit.converters.base import ConversionResult, atomic_output_dir, copy_if_present, library_versions
 from dwkit.converters.onnx_graphs import (
     BATCH,
@@ -46,7 +49,6 @@ from dwkit.converters.onnx_graphs import (
     graph_file,
     graph_io,
 )
-
 from dwkit.errors import ConversionError, DwkitError, ValidationError
 from dwkit.manifest import read_manifest, weights_checksum, write_manifest
 from dwkit.model_info import ModelInfo
@@ -233,6 +235,7 @@ def _convert_precision(
                 staged,
                 op_types_to_quantize=list(INT8_OPS),
                 weight_type=QuantType.QInt8,
+                per_channel=True,
                 use_external_data_format=True,  # any size; re-saved below with our file names
             )
         del model
@@ -286,6 +289,7 @@ def _untie_projection(model: Any) -> None:
 def save_graph(model: Any, out_dir: Path, graph: str, external: bool | None) -> None:
     """Save a ModelProto as `graph`'s file, its weights in `data_file(graph)` when external."""
     import onnx
+
     from dwkit.converters.onnx_export import EXTERNAL_DATA_BYTES
 
     if external is None:
@@ -428,11 +432,10 @@ def validation_mel(n_mels: int) -> tuple[np.ndarray, str]:
 
 def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:
     """Load the written directory in onnxruntime and compare it with transformers fp32."""
+    from dwkit.compare import compare_backends
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.hf import HFBackend
     from dwkit.runtimes.onnx import OnnxBackend
-
-    from dwkit.compare import compare_backends
 
     info = ModelInfo.from_hf_dir(source)
     reference = HFBackend.from_model_dir(source, RuntimeConfig(threads=threads))

@@ -36,7 +36,6 @@ from dwkit.converters.onnx_graphs import (
     data_file,
     graph_io,
 )
-
 from dwkit.errors import ConversionError
 
 # Example sizes for tracing: above 1 so that torch.export does not specialise an axis to 0/1.

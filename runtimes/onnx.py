@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dwkit.converters.onnx_graphs import (
     DECODER_INIT,
     DECODER_STEP,
@@ -36,11 +37,10 @@ from dwkit.converters.onnx_graphs import (
     graph_io,
     kv_names,
 )
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
-
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")

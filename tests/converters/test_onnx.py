@@ -17,7 +17,6 @@ pytest.importorskip("transformers")
 from dwkit.converters import convert  # noqa: E402
 from dwkit.converters import onnx as onnx_converter  # noqa: E402
 from dwkit.converters.onnx_graphs import GRAPHS, graph_file, graph_io  # noqa: E402
-
 from dwkit.errors import ConversionError, ValidationError  # noqa: E402
 from dwkit.manifest import read_manifest, weights_checksum  # noqa: E402
 from dwkit.model_info import ModelInfo  # noqa: E402
@@ -257,6 +256,7 @@ def test_fp16_keeps_float32_inputs_and_can_write_external_data(
     tmp_path: Path, tiny_en_dir: Path, tiny_fp32: Path
 ) -> None:
     import onnx
+
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.onnx import OnnxBackend
 
@@ -317,11 +317,11 @@ def test_graphs_agree_with_optimums_export(
 
     exporters = pytest.importorskip("optimum.exporters.onnx")
     import onnxruntime as ort
-    from dwkit.runtimes.base import RuntimeConfig
-    from dwkit.runtimes.onnx import OnnxBackend
 
     from dwkit.audio import load_audio
     from dwkit.features import log_mel
+    from dwkit.runtimes.base import RuntimeConfig
+    from dwkit.runtimes.onnx import OnnxBackend
 
     theirs_dir = tmp_path / "optimum"
     exporters.main_export(

@@ -11,10 +11,6 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("transformers")
 
-from dwkit.runtimes import backend_of, load  # noqa: E402
-from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
-from dwkit.runtimes.onnx import OnnxBackend, _trt_profile  # noqa: E402
-
 from dwkit.audio import load_audio  # noqa: E402
 from dwkit.compare import compare_backends  # noqa: E402
 from dwkit.decoding.options import DecodeOptions  # noqa: E402
@@ -22,6 +18,9 @@ from dwkit.errors import BackendUnavailable, ConfigError, ModelError  # noqa: E4
 from dwkit.features import log_mel  # noqa: E402
 from dwkit.longform.options import LongformOptions  # noqa: E402
 from dwkit.metrics import wer  # noqa: E402
+from dwkit.runtimes import backend_of, load  # noqa: E402
+from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
+from dwkit.runtimes.onnx import OnnxBackend, _trt_profile  # noqa: E402
 from dwkit.transcriber import Transcriber  # noqa: E402
 from tests.converters.test_onnx import converted  # noqa: E402
 
