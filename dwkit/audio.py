@@ -1,11 +1,17 @@
-"""Audio in: any format FFmpeg reads (through PyAV), bytes or arrays -> 16 kHz mono float32."""
+"""Audio in: any format FFmpeg reads (through PyAV), bytes or arrays -> 16 kHz mono float32.
+
+`load_audio` returns the whole recording; `AudioStream` yields it block by block as FFmpeg
+decodes it, so long recordings can be processed without holding their samples.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
@@ -27,8 +33,12 @@ def load_audio(source: AudioInput, sample_rate: int = SAMPLE_RATE) -> np.ndarray
         samples = _from_array(source)
         name = "array"
     else:
-        name, handle = _open(source)
-        samples = _decode(handle, name, sample_rate)
+        stream = AudioStream(source, sample_rate)
+        name = stream.name
+        blocks = list(stream)
+        samples = (
+            np.concatenate(blocks).astype(np.float32, copy=False) if blocks else np.zeros(0, dtype=np.float32)
+        )
     if samples.size == 0:
         raise AudioError(f"{name}: holds no audio samples")
     return samples
@@ -47,41 +57,110 @@ def _from_array(array: np.ndarray) -> np.ndarray:
 
 def _open(source: AudioInput) -> tuple[str, str | BinaryIO]:
     if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("<bytes>: is empty (0 bytes)")
         return "<bytes>", io.BytesIO(bytes(source))
     if hasattr(source, "read"):
         return getattr(source, "name", "<stream>"), source  # type: ignore[return-value]
     path = Path(source)  # type: ignore[arg-type]
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: is empty (0 bytes)")
+    try:
+        if not path.exists():
+            raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: is a directory, not an audio file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path}: is empty (0 bytes)")
+        with open(path, "rb"):  # FFmpeg would report a permission problem as unreadable data
+            pass
+    except PermissionError as exc:
+        raise AudioError(
+            f"{path}: permission denied ({exc.strerror}); make it readable by this user"
+        ) from exc
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot be opened ({exc.strerror or exc})") from exc
     return str(path), str(path)
 
 
-def _decode(handle: str | BinaryIO, name: str, sample_rate: int) -> np.ndarray:
-    import av
+class AudioStream:
+    """One recording decoded lazily: iterating yields mono float32 blocks at `sample_rate`.
 
-    chunks: list[np.ndarray] = []
-    try:
-        with av.open(handle, mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioError(f"{name}: has no audio stream")
-            stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            for frame in container.decode(stream):
+    Opening checks the source (it exists, is readable, FFmpeg finds an audio stream), so bad
+    input fails before any model work; only iteration decodes, one FFmpeg frame at a time.
+    The blocks, joined, are exactly what `load_audio` returns. A stream is read once.
+    """
+
+    def __init__(self, source: AudioInput, sample_rate: int = SAMPLE_RATE):
+        import av
+
+        if isinstance(source, np.ndarray):
+            raise TypeError("AudioStream decodes files, bytes and file objects; use load_audio for arrays")
+        self.name, handle = _open(source)
+        self.sample_rate = sample_rate
+        try:
+            self._container: Any = av.open(handle, mode="r", metadata_errors="ignore")
+        except (av.error.FFmpegError, ValueError, OSError) as exc:  # type: ignore[attr-defined]
+            raise AudioError(f"{self.name}: not an audio file FFmpeg can read ({exc})") from exc
+        if not self._container.streams.audio:
+            self.close()
+            raise AudioError(f"{self.name}: has no audio stream")
+        self.duration = _header_duration(self._container)
+
+    @property
+    def expected_samples(self) -> int | None:
+        """Sample count the container's header announces (a hint for preallocation), or None."""
+        return None if self.duration is None else math.ceil(self.duration * self.sample_rate)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        container, self._container = self._container, None
+        if container is None:
+            raise AudioError(f"{self.name}: this AudioStream was already read (open the source again)")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+        try:
+            for frame in container.decode(container.streams.audio[0]):
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    yield out.to_ndarray().reshape(-1)
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-    except AudioError:
-        raise
-    except (av.error.FFmpegError, ValueError, OSError) as exc:  # type: ignore[attr-defined]
-        raise AudioError(f"{name}: not an audio file FFmpeg can read ({exc})") from exc
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+                yield out.to_ndarray().reshape(-1)
+        except (av.error.FFmpegError, ValueError, OSError) as exc:  # type: ignore[attr-defined]
+            raise AudioError(f"{self.name}: not an audio file FFmpeg can read ({exc})") from exc
+        finally:
+            container.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_audio(source: str | os.PathLike[str]) -> None:
+    """Fail now, with the reason, unless `source` is a readable file with at least one sample.
+
+    Decodes only up to the first non-empty block, so checking a long file costs nothing.
+    """
+    stream = AudioStream(source)
+    blocks = iter(stream)
+    try:
+        if not any(len(block) for block in blocks):
+            raise AudioError(f"{stream.name}: holds no audio samples")
+    finally:
+        blocks.close()  # type: ignore[attr-defined]
+
+
+def _header_duration(container: Any) -> float | None:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000  # AV_TIME_BASE units
+    stream = container.streams.audio[0]
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
 
 
 def duration(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:

@@ -8,11 +8,14 @@ the chunked mode one chunk at a time, as its ASR pipeline does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from dwkit.audio import SAMPLE_RATE
+from dwkit.audio import SAMPLE_RATE, AudioInput, AudioStream, load_audio
+from dwkit.errors import AudioError
 
 N_FFT = 400
 HOP_LENGTH = 160
@@ -21,6 +24,7 @@ N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30 s window
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a 30 s window
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
 _BLOCK_FRAMES = 6000  # STFT in blocks of 60 s so long audio never builds a giant frame matrix
+_EDGE = N_FFT // 2  # reflection padding on each side of the recording
 
 
 @lru_cache(maxsize=4)
@@ -85,6 +89,109 @@ def log_mel(samples: np.ndarray, n_mels: int, pad_to: int | None = N_SAMPLES) ->
         log_spec[:, start:stop] = np.log10(np.maximum(mel, 1e-10)).T
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+@dataclass
+class RecordingMel:
+    """The log-mel of one whole recording, normalised over all of it (the sequential mode's input)."""
+
+    mel: np.ndarray  # [n_mels, frames], padded to at least 30 s
+    n_samples: int  # the recording's own length at 16 kHz, before padding
+
+
+def recording_mel(source: AudioInput, n_mels: int) -> RecordingMel:
+    """`log_mel(load_audio(source), n_mels)` with the recording's length.
+
+    Files, bytes and file objects are decoded and transformed block by block, so the decoded
+    audio is never held whole: for 10 minutes that is ~20 MB of mel (80 bins) instead of
+    ~40 MB of float32 samples plus their ~80 MB float64 padded copy.
+    """
+    if isinstance(source, np.ndarray):
+        samples = load_audio(source)
+        return RecordingMel(log_mel(samples, n_mels), len(samples))
+    stream = AudioStream(source)
+    mel, n_samples = log_mel_stream(stream, n_mels, expected_samples=stream.expected_samples)
+    if n_samples == 0:
+        raise AudioError(f"{stream.name}: holds no audio samples")
+    return RecordingMel(mel, n_samples)
+
+
+def log_mel_stream(
+    blocks: Iterable[np.ndarray],
+    n_mels: int,
+    pad_to: int | None = N_SAMPLES,
+    expected_samples: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """`log_mel` of the concatenated `blocks`, bit for bit, holding ~60 s of samples at a time.
+
+    The STFT runs over the same 6000-frame blocks as `log_mel` (identical shapes, identical
+    arithmetic) as soon as the samples of a block and of the frame after it have arrived; the
+    un-normalised log spectrogram is kept and the global normalisation runs once at the end,
+    in place. `expected_samples` (a header's duration) lets the mel be allocated once.
+    Returns (mel, number of samples read).
+    """
+    filters = mel_filters(n_mels).astype(np.float64)
+    out = _MelBuffer(n_mels, expected_samples)
+    pending: list[np.ndarray] = []  # samples from absolute index `offset` on
+    offset = received = start = 0  # `start`: first frame not computed yet
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        pending.append(block)
+        received += len(block)
+        # Frames [start, start + BLOCK) are final once the recording is known to have a frame
+        # after them; by then every sample they read (up to 40 past the block) has arrived.
+        while received >= (start + _BLOCK_FRAMES + 1) * HOP_LENGTH:
+            buffer = np.concatenate(pending)
+            segment = np.concatenate([buffer[_EDGE:0:-1], buffer]) if start == 0 else buffer
+            out.append(_log_spec(segment, _BLOCK_FRAMES, filters))
+            start += _BLOCK_FRAMES
+            keep_from = start * HOP_LENGTH - _EDGE
+            pending = [buffer[keep_from - offset :].copy()]
+            offset = keep_from
+    samples = np.concatenate(pending) if pending else np.zeros(0, dtype=np.float32)
+    if start == 0:  # shorter than a block and a frame: nothing streamed yet
+        return log_mel(samples, n_mels, pad_to), received
+    if pad_to is not None and received < pad_to:
+        samples = np.pad(samples, (0, pad_to - received))
+    n_frames = (offset + len(samples)) // HOP_LENGTH
+    segment = np.concatenate([samples, samples[-2 : -_EDGE - 2 : -1]])  # reflect the end
+    out.append(_log_spec(segment, n_frames - start, filters))
+    log_spec = out.finish()
+    np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+    log_spec += 4.0
+    log_spec /= 4.0
+    return log_spec, received
+
+
+def _log_spec(padded: np.ndarray, n_frames: int, filters: np.ndarray) -> np.ndarray:
+    """Un-normalised log10 mel [n_mels, n_frames] of frames starting at padded[0] (as in log_mel)."""
+    padded = padded.astype(np.float64)
+    idx = np.arange(n_frames)[:, None] * HOP_LENGTH + np.arange(N_FFT)[None, :]
+    spectrum = np.fft.rfft(padded[idx] * _window(), axis=-1)
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.log10(np.maximum(power @ filters, 1e-10)).T
+
+
+class _MelBuffer:
+    """float32 [n_mels, frames] grown block by block; preallocated when the length is announced."""
+
+    def __init__(self, n_mels: int, expected_samples: int | None):
+        hint = (expected_samples // HOP_LENGTH + 2 * FRAMES_PER_SECOND) if expected_samples else 0
+        # np.empty maps pages lazily: an over-estimate costs address space, not memory.
+        self.data = np.empty((n_mels, max(hint, 2 * _BLOCK_FRAMES)), dtype=np.float32)
+        self.used = 0
+
+    def append(self, block: np.ndarray) -> None:
+        stop = self.used + block.shape[1]
+        if stop > self.data.shape[1]:  # no (or a wrong) length hint: grow geometrically
+            grown = np.empty((self.data.shape[0], max(stop, 2 * self.data.shape[1])), dtype=np.float32)
+            grown[:, : self.used] = self.data[:, : self.used]
+            self.data = grown
+        self.data[:, self.used : stop] = block
+        self.used = stop
+
+    def finish(self) -> np.ndarray:
+        return self.data[:, : self.used]
 
 
 def pad_or_trim(mel: np.ndarray, frames: int = N_FRAMES) -> np.ndarray:

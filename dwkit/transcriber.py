@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dwkit.audio import SAMPLE_RATE, AudioInput, load_audio
+from dwkit.features import recording_mel
 from dwkit.longform.chunked import transcribe_chunked
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.sequential import transcribe_sequential
@@ -43,12 +44,18 @@ class Transcriber:
         return self.transcribe_batch([audio], progress=progress)[0]
 
     def transcribe_batch(self, audios: Sequence[AudioInput], progress: bool = False) -> list[Transcript]:
-        samples = [load_audio(a) for a in audios]
-        engine = transcribe_chunked if self.options.mode == "chunked" else transcribe_sequential
-        total = sum(len(s) for s in samples) / SAMPLE_RATE
+        # Audio and features are prepared outside the lock, so other threads' decoding overlaps.
+        if self.options.mode == "chunked":
+            samples = [load_audio(a) for a in audios]
+            inputs, total = samples, sum(len(s) for s in samples) / SAMPLE_RATE
+            engine = transcribe_chunked
+        else:  # the log-mel of each recording, streamed: its decoded audio is never held whole
+            mels = [recording_mel(a, self.backend.info.n_mels) for a in audios]
+            inputs, total = mels, sum(m.n_samples for m in mels) / SAMPLE_RATE
+            engine = transcribe_sequential
         with self._lock, _progress_bar(total, progress) as bar:
             transcripts = engine(
-                self.backend, self.tokenizer, samples, self.options, bar.update if bar else None
+                self.backend, self.tokenizer, inputs, self.options, bar.update if bar else None
             )
         for transcript, audio in zip(transcripts, audios):
             transcript.backend = self.backend.name

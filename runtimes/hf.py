@@ -65,11 +65,13 @@ class HFBackend(StepBackend):
         info = ModelInfo.from_hf_dir(model_dir)
         if not any(model_dir.glob("*.safetensors")) and not any(model_dir.glob("pytorch_model*.bin")):
             raise ModelError(f"{model_dir}: no weights (model.safetensors or pytorch_model.bin)")
+        from safetensors import SafetensorError
+
         try:
             model = WhisperForConditionalGeneration.from_pretrained(
                 model_dir, dtype=dtype, attn_implementation="sdpa"
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # truncated/corrupt weights
             hint = (
                 " (config.json does not match the weights, e.g. num_mel_bins)"
                 if "size mismatch" in str(exc)

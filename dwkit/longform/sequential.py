@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dwkit.features import N_FRAMES, N_SAMPLES, log_mel, pad_or_trim
+from dwkit.features import N_FRAMES, N_SAMPLES, RecordingMel, log_mel, pad_or_trim
 from dwkit.longform.fallback import decode_with_fallback
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.prompt import detect_languages, init_tokens
@@ -46,17 +46,19 @@ class WindowState:
 def transcribe_sequential(
     backend: Backend,
     tokenizer: Tokenizer,
-    audios: list[np.ndarray],
+    audios: list[np.ndarray] | list[RecordingMel],
     opts: LongformOptions,
     progress: ProgressFn | None = None,
 ) -> list[Transcript]:
+    """`audios`: samples, or their log-mel already computed (`features.recording_mel` streams it)."""
     info = backend.info
-    states = []
-    for samples in audios:
-        mel = log_mel(samples, info.n_mels, pad_to=N_SAMPLES)
-        states.append(WindowState(mel=mel, max_frames=mel.shape[-1], language=opts.language))
+    recordings = [
+        a if isinstance(a, RecordingMel) else RecordingMel(log_mel(a, info.n_mels, pad_to=N_SAMPLES), len(a))
+        for a in audios
+    ]
+    states = [WindowState(mel=r.mel, max_frames=r.mel.shape[-1], language=opts.language) for r in recordings]
     consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
-    return [_transcript(tokenizer, s, len(a)) for s, a in zip(states, audios)]
+    return [_transcript(tokenizer, s, r.n_samples) for s, r in zip(states, recordings)]
 
 
 def consume_windows(
