@@ -12,6 +12,8 @@ from dwkit.cli.common import add_version, run_cli
 COMMANDS = {
     "transcribe": "dwkit.cli.transcribe",
     "demo": "dwkit.cli.demo",
+    "info": "dwkit.cli.info",
+    "backends": "dwkit.cli.backends",
     "bench": "dwkit.cli.bench",
 }
 

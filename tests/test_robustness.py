@@ -1,0 +1,372 @@
+"""Bad inputs fail with one clear line, long audio runs in flat memory, and an interrupted
+conversion never leaves a half-written model where the finished one would be."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dwkit.audio import AudioStream, load_audio
+from dwkit.cli.main import entry as dwkit
+from dwkit.errors import AudioError, ConfigError, ModelError
+from dwkit.features import N_SAMPLES, log_mel, log_mel_stream, recording_mel
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dwkit: error:") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+# --- corrupt model files ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def truncated_tiny_en(tiny_en_dir: Path, tmp_path: Path) -> Path:
+    """A copy of tiny.en whose model.safetensors stops a third of the way in."""
+    broken = tmp_path / "truncated"
+    shutil.copytree(tiny_en_dir, broken, ignore=shutil.ignore_patterns("*.safetensors"))
+    weights = tiny_en_dir / "model.safetensors"
+    with open(weights, "rb") as src, open(broken / "model.safetensors", "wb") as dst:
+        dst.write(src.read(weights.stat().st_size // 3))
+    return broken
+
+
+def test_truncated_weights_are_one_model_error_line(truncated_tiny_en, speech_short, capsys):
+    assert dwkit(["transcribe", str(speech_short[0]), "--model", str(truncated_tiny_en)]) == 1
+    assert "could not load" in _one_error_line(capsys)
+
+
+def test_truncated_weights_through_the_api_raise_model_error(truncated_tiny_en):
+    import dwkit as api
+
+    with pytest.raises(ModelError, match="could not load"):
+        api.load(truncated_tiny_en)
+
+
+def test_corrupt_manifest_is_one_line(tiny_en_dir, tmp_path, speech_short, capsys):
+    broken = tmp_path / "badmanifest"
+    shutil.copytree(tiny_en_dir, broken, ignore=shutil.ignore_patterns("*.safetensors"))
+    (broken / "dwkit.json").write_text('{"format": "hf", ')
+    assert dwkit(["transcribe", str(speech_short[0]), "--model", str(broken)]) == 1
+    assert "unreadable manifest" in _one_error_line(capsys)
+
+
+# --- a config pointing at the wrong kind of model ----------------------------------------------
+
+
+def _converted(tmp_path: Path, fmt: str, precision: str) -> Path:
+    """A directory that says it is a `fmt` conversion (checks run before any weights are read)."""
+    model = tmp_path / f"model-{fmt}"
+    model.mkdir()
+    (model / "dwkit.json").write_text(
+        json.dumps({"manifest_version": 1, "format": fmt, "precision": precision})
+    )
+    return model
+
+
+def test_config_backend_that_does_not_match_the_converted_model(tmp_path, speech_short, capsys):
+    model = _converted(tmp_path, "ct2", "int8")
+    config = tmp_path / "prod.toml"
+    config.write_text(f'model = "{model}"\nbackend = "onnx"\n')
+    import dwkit as api
+
+    with pytest.raises(ConfigError, match=r"prod\.toml: backend = \"onnx\" does not match.*ct2 format"):
+        api.load(config)
+    assert dwkit(["transcribe", str(speech_short[0]), "--config", str(config)]) == 1
+    err = _one_error_line(capsys)
+    assert "prod.toml" in err and "backend" in err and "ct2" in err
+
+
+def test_config_precision_the_converted_model_does_not_hold(tmp_path):
+    model = _converted(tmp_path, "ggml", "q8_0")
+    from dwkit.config import Config
+
+    with pytest.raises(ConfigError, match=r"precision = \"f16\".*holds ggml q8_0"):
+        Config.from_dict({"model": str(model), "backend": "ggml", "precision": "f16"}, source="svc.toml")
+
+
+# --- unreadable, empty and odd audio -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p, "is a directory"),
+        (lambda p: (p / "empty.wav").write_bytes(b"") or p / "empty.wav", "empty"),
+        (lambda p: _wav(p / "zero.wav", np.zeros(0)), "no audio samples"),
+    ],
+)
+def test_bad_audio_is_one_line_before_the_model_loads(tmp_path, capsys, make, message):
+    # --model points nowhere: the audio must be refused first
+    assert dwkit(["transcribe", str(make(tmp_path)), "--model", str(tmp_path / "no-model")]) == 1
+    assert message in _one_error_line(capsys)
+
+
+def test_zero_length_audio_through_every_input_kind(tmp_path):
+    zero = _wav(tmp_path / "zero.wav", np.zeros(0))
+    for source in (zero, zero.read_bytes(), io.BytesIO(zero.read_bytes())):
+        with pytest.raises(AudioError, match="no audio samples"):
+            recording_mel(source, 80)
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(b"")
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(np.zeros(0, dtype=np.float32))
+
+
+@pytest.fixture
+def unreadable_wav():
+    """A wav file nobody may read, in a folder anyone may traverse (so only the file's mode bites)."""
+    folder = Path(tempfile.mkdtemp(prefix="dwkit-perm-", dir="/tmp"))
+    folder.chmod(0o711)
+    secret = _wav(folder / "secret.wav", np.zeros(1600))
+    secret.chmod(0o000)
+    yield secret
+    shutil.rmtree(folder)
+
+
+def test_permission_denied_audio_is_an_audio_error(unreadable_wav):
+    """Run as an unprivileged user (root reads anything): drop to `nobody` in a child process."""
+    secret = unreadable_wav
+    script = textwrap.dedent(
+        f"""
+        import os
+        import av  # imported before dropping privileges: the interpreter's files stay readable
+        from dwkit.audio import load_audio, AudioStream
+        from dwkit.errors import AudioError
+        if os.geteuid() == 0:
+            os.setgid(65534); os.setuid(65534)
+        for fn in (load_audio, AudioStream):
+            try:
+                fn({str(secret)!r})
+            except AudioError as exc:
+                print("AudioError:", exc)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("permission denied" in line for line in lines), result.stdout
+
+
+def test_audio_stream_joins_to_load_audio_and_reads_once(tmp_path):
+    path = _wav(tmp_path / "tone.wav", 0.3 * np.sin(np.arange(44100 * 3) * 0.03), rate=44100)
+    stream = AudioStream(path)
+    assert stream.expected_samples == pytest.approx(48000, abs=10)
+    blocks = list(stream)
+    assert len(blocks) > 1 and all(b.dtype == np.float32 for b in blocks)
+    assert np.array_equal(np.concatenate(blocks), load_audio(path))
+    with pytest.raises(AudioError, match="already read"):
+        list(stream)
+
+
+# --- streamed features: identical, and flat in memory ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "seconds, n_mels",
+    # around the first 60 s block (6000 frames + the one after it), and several blocks
+    [(7.0, 80), (59.999, 128), (60.01, 80), (60.02, 128), (121.7, 80)],
+)
+def test_streamed_log_mel_is_bit_identical(seconds, n_mels):
+    rng = np.random.default_rng(int(seconds * 1000) + n_mels)
+    samples = (rng.standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+    cuts = np.cumsum(rng.integers(1, 20000, size=200))
+    blocks = np.split(samples, cuts[cuts < len(samples)])
+    for hint in (None, len(samples) // 3):  # no length hint, and a wrong one
+        mel, n = log_mel_stream(iter(blocks), n_mels, expected_samples=hint)
+        assert n == len(samples)
+        assert np.array_equal(mel, log_mel(samples, n_mels, pad_to=N_SAMPLES))
+
+
+def test_recording_mel_of_a_file_equals_log_mel_of_its_samples(tmp_path):
+    path = _wav(tmp_path / "n.wav", np.random.default_rng(1).standard_normal(16000 * 75) * 0.1)
+    streamed = recording_mel(path, 80)
+    samples = load_audio(path)
+    assert streamed.n_samples == len(samples)
+    assert np.array_equal(streamed.mel, log_mel(samples, 80))
+
+
+_PEAK_RSS = """
+import resource, sys
+from pathlib import Path
+from dwkit.decoding.options import Hypothesis
+from dwkit.longform.options import LongformOptions
+from dwkit.model_info import ModelInfo
+from dwkit.runtimes.base import EncoderOutput
+from dwkit.tokenizer import Tokenizer
+from dwkit.transcriber import Transcriber
+
+
+class SilentBackend:
+    # Encodes nothing and hears silence in every window: what is measured is the engine's
+    # own memory (audio, features, windows), not a model's.
+    name = "silent"
+
+    def __init__(self, info):
+        self.info, self.windows = info, 0
+
+    def encode(self, mel):
+        self.windows += mel.shape[0]
+        return EncoderOutput(float(mel.mean()), mel.shape[0])
+
+    def select(self, enc, rows):
+        return EncoderOutput(enc.data, len(rows))
+
+    def generate(self, enc, prompts, opts):
+        return [Hypothesis([], -5.0, -5.0, 0.99, opts.temperature) for _ in prompts]
+
+    def detect_language(self, enc):
+        return [{"en": 1.0}] * enc.batch_size
+
+
+model_dir, audio = Path(sys.argv[1]), sys.argv[2]
+info = ModelInfo.from_model_dir(model_dir)
+backend = SilentBackend(info)
+transcriber = Transcriber(backend, Tokenizer.from_model_dir(model_dir, info), LongformOptions())
+transcript = transcriber.transcribe(audio)
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's over fork + exec)
+status = Path("/proc/self/status")
+if status.exists():
+    line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+    peak = int(line.split()[1]) * 1024
+else:  # macOS: ru_maxrss is this process's own, in bytes
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak, transcript.duration, backend.windows)
+"""
+
+
+def test_sequential_mode_memory_is_flat_in_audio_length(tiny_en_dir, tmp_path):
+    """Peak RSS for 10 minutes stays within the log-mel's own growth of that for 1 minute.
+
+    Holding the decoded audio would add ~35 MB of float32 samples per extra 9 minutes, plus
+    the decoder's block list and the float64 padded copy (measured: +190 MB); the streamed
+    path adds the mel (80 x 54000 frames x 4 B = 17 MB) and allocator slack (measured: +39 MB).
+    """
+    peaks = {}
+    for minutes in (1, 10):
+        t = np.arange(16000 * 60 * minutes)
+        path = _wav(tmp_path / f"{minutes}min.wav", 0.3 * np.sin(t * 0.05))
+        result = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, str(tiny_en_dir), str(path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert result.returncode == 0, result.stderr
+        peak, duration, windows = result.stdout.split()
+        assert float(duration) == pytest.approx(60 * minutes) and int(windows) == 2 * minutes
+        peaks[minutes] = int(peak)
+        path.unlink()
+    mel_growth = 80 * 100 * 60 * 9 * 4
+    assert peaks[10] - peaks[1] < mel_growth + 40e6, peaks
+
+
+# --- interrupted conversions ---------------------------------------------------------------------
+
+
+def _partials(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if ".partial-" in p.name)
+
+
+def test_conversion_failing_midway_leaves_no_output(tmp_path, monkeypatch):
+    """The real checkpoint writer fills the temporary directory, then Ctrl-C arrives."""
+    from dwkit.bundled import bundled_source
+    from dwkit.converters import ct2_import
+
+    try:
+        source = bundled_source("tiny.en")
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    real = ct2_import.write_hf_checkpoint
+    written: list[str] = []
+
+    def write_then_interrupt(tmp, *args, **kwargs):
+        real(tmp, *args, **kwargs)
+        written.extend(p.name for p in Path(tmp).iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ct2_import, "write_hf_checkpoint", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ct2_import.import_ct2(source.side_dir, tmp_path / "out", model_bin=source.parts[0])
+    assert "model.safetensors" in written  # it really was half-way: files existed
+    assert not (tmp_path / "out").exists() and not _partials(tmp_path)
+
+
+_KILLABLE_IMPORT = """
+import sys, time
+from pathlib import Path
+from dwkit.bundled import bundled_source
+from dwkit.converters import ct2_import
+
+real = ct2_import.write_hf_checkpoint
+
+def write_then_wait(tmp, *args, **kwargs):
+    real(tmp, *args, **kwargs)
+    Path(sys.argv[2]).touch()  # tell the test the output is half-done
+    time.sleep(120)
+
+ct2_import.write_hf_checkpoint = write_then_wait
+source = bundled_source("tiny.en")
+ct2_import.import_ct2(source.side_dir, Path(sys.argv[1]), model_bin=source.parts[0])
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_killed_conversion_never_leaves_the_output_dir(tmp_path, sig):
+    from dwkit.bundled import bundled_source
+
+    try:
+        bundled_source("tiny.en")
+    except ModelError as exc:
+        pytest.skip(str(exc))
+    out, marker = tmp_path / "out", tmp_path / "halfway"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLABLE_IMPORT, str(out), str(marker)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, "the conversion never reached its midpoint"
+            time.sleep(0.1)
+        assert _partials(tmp_path) and not out.exists()
+        os.kill(child.pid, sig)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    assert not out.exists()
+    if sig == signal.SIGINT:  # Python unwinds: the temporary directory is removed too
+        assert not _partials(tmp_path)
+    # SIGKILL cannot be caught: a hidden .out.partial-* directory may remain beside OUT,
+    # never OUT itself, so nothing can mistake it for a finished model.
