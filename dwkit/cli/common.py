@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from dwkit.errors import DwkitError
 
 def run_cli(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | None) -> int:
     """Run `main`; a DwkitError becomes one line on stderr and exit 1, Ctrl-C exit 130."""
+    _show_dwkit_logs(prog)
     try:
         return main(argv)
     except DwkitError as exc:
@@ -24,6 +26,16 @@ def run_cli(prog: str, main: Callable[[list[str] | None], int], argv: list[str] 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_dwkit_logs(prog: str) -> None:
+    """dwkit's own INFO lines (e.g. which backend `auto` chose and why) go to stderr."""
+    logger = logging.getLogger("dwkit")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:
