@@ -40,9 +40,8 @@ NO_SPEECH_THRESHOLD = 0.6
 
 def prepare(model: str, cache: Path, precisions: list[str]) -> tuple[Path, dict[str, Path], Path]:
     """The hf checkpoint, one ct2 directory per precision, and the recording."""
-    from dwkit.converters import convert
-
     from dwkit.bundled import bundled_model
+    from dwkit.converters import convert
     from dwkit.speech import SENTENCES, cached_speech
 
     hf_dir = bundled_model(model, cache)
@@ -90,9 +89,8 @@ class TimedWhisper:
 
 
 def dwkit_runner(model_dir: Path, backend: str, threads: int, precision: str | None = None) -> Callable:
-    from dwkit.runtimes.base import RuntimeConfig
-
     from dwkit.longform.options import LongformOptions
+    from dwkit.runtimes.base import RuntimeConfig
     from dwkit.transcriber import Transcriber
 
     options = LongformOptions(
@@ -149,6 +147,7 @@ def measure(systems: dict[str, Callable], samples, runs: int) -> dict[str, dict]
     names = list(systems)
     texts = {name: systems[name](samples) for name in names}  # warm-up (allocations, caches)
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     outside: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(runs):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
@@ -156,9 +155,10 @@ def measure(systems: dict[str, Callable], samples, runs: int) -> dict[str, dict]
             timed = getattr(systems[name], "timed", None)
             if timed is not None:
                 timed.inside = 0.0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             systems[name](samples)
             times[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
             if timed is not None:
                 outside[name].append(times[name][-1] - timed.inside)
         print(
@@ -166,7 +166,12 @@ def measure(systems: dict[str, Callable], samples, runs: int) -> dict[str, dict]
             file=sys.stderr,
         )
     return {
-        name: {"seconds": times[name], "outside_ct2_seconds": outside[name] or None, "text": texts[name]}
+        name: {
+            "seconds": times[name],
+            "cpu_seconds": cpu[name],
+            "outside_ct2_seconds": outside[name] or None,
+            "text": texts[name],
+        }
         for name in names
     }
 
@@ -177,6 +182,7 @@ def summarise(results: dict[str, dict], audio_s: float) -> dict[str, dict]:
         entry["median_s"] = statistics.median(seconds)
         entry["min_s"], entry["max_s"] = min(seconds), max(seconds)
         entry["rtfx"] = audio_s / entry["median_s"]
+        entry["cpu_median_s"] = statistics.median(entry["cpu_seconds"])
         if entry["outside_ct2_seconds"]:
             entry["outside_ct2_median_s"] = statistics.median(entry["outside_ct2_seconds"])
     return results
@@ -190,14 +196,16 @@ def markdown(results: dict[str, dict], audio_s: float, model: str, threads: int)
         f"median of {len(next(iter(results.values()))['seconds'])} interleaved runs",
         "",
         "| system | median s | min–max s | RTFx | vs faster-whisper (same precision) | vs hf fp32 "
-        "| outside CTranslate2 s | WER vs faster-whisper |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU s (median) | CPU vs faster-whisper | outside CTranslate2 s | WER vs faster-whisper |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     hf = results.get("dwkit hf fp32")
     for name, entry in results.items():
         precision = name.rsplit(" ", 1)[-1]
         fw = results.get(f"faster-whisper {precision}")
-        vs_fw = f"{fw['median_s'] / entry['median_s']:.3f}x" if fw and not name.startswith("faster") else ""
+        mine = fw and not name.startswith("faster")
+        vs_fw = f"{fw['median_s'] / entry['median_s']:.3f}x" if mine else ""
+        cpu_vs_fw = f"{fw['cpu_median_s'] / entry['cpu_median_s']:.3f}x" if mine else ""
         vs_hf = f"{hf['median_s'] / entry['median_s']:.2f}x" if hf else ""
         text_wer = f"{wer(fw['text'], entry['text']):.3f}" if fw and fw is not entry else ""
         outside = (
@@ -205,13 +213,15 @@ def markdown(results: dict[str, dict], audio_s: float, model: str, threads: int)
         )
         lines.append(
             f"| {name} | {entry['median_s']:.2f} | {entry['min_s']:.2f}–{entry['max_s']:.2f} | "
-            f"{entry['rtfx']:.1f} | {vs_fw} | {vs_hf} | {outside} | {text_wer} |"
+            f"{entry['rtfx']:.1f} | {vs_fw} | {vs_hf} | {entry['cpu_median_s']:.2f} | {cpu_vs_fw} | "
+            f"{outside} | {text_wer} |"
         )
     lines.append("")
     lines.append(
         "vs faster-whisper > 1 means dwkit is faster; vs hf fp32 is the speed-up over transformers fp32 "
-        "(same engine); outside CTranslate2 = run time minus time inside Whisper.encode/generate "
-        "(features, prompts, segments, Python)."
+        "(same engine). CPU s is the process CPU time of a run (all threads): on a shared machine it "
+        "moves far less than wall time. Outside CTranslate2 = run time minus time inside "
+        "Whisper.encode/generate (features, prompts, segments, Python)."
     )
     return "\n".join(lines)
 

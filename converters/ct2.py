@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dwkit.converters.base import (
     ConversionResult,
     atomic_output_dir,
     copy_if_present,
     library_versions,
 )
-
 from dwkit.errors import ConversionError, DwkitError, ValidationError
 from dwkit.manifest import weights_checksum, write_manifest
 from dwkit.model_info import ModelInfo
@@ -204,11 +204,10 @@ def validate_model(source: Path, model_dir: Path, precision: str, threads: int =
     CTranslate2 runs the model's own precision ("default" compute type): on a CPU that is
     float32 arithmetic for float16/bfloat16 weights and int8 for int8_* weights.
     """
+    from dwkit.compare import compare_backends
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.ct2 import CT2Backend
     from dwkit.runtimes.hf import HFBackend
-
-    from dwkit.compare import compare_backends
 
     info = ModelInfo.from_hf_dir(source)
     mel = validation_mel(info.n_mels)

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 
 from dwkit.decoding.options import DecodeOptions, Hypothesis
 from dwkit.decoding.rules import log_softmax
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 
 # CTranslate2's compute types; which ones run depends on the device and the build
 # (`ctranslate2.get_supported_compute_types`): CPU builds offer float32, int8, int8_float32
@@ -98,7 +98,13 @@ class CT2Backend:
         model_dir = Path(model_dir)
         if not (model_dir / MODEL_FILE).is_file():
             raise ModelError(f"{model_dir}: no {MODEL_FILE} (not a CTranslate2 model directory)")
-        info = ModelInfo.from_model_dir(model_dir)
+        try:
+            info = ModelInfo.from_model_dir(model_dir)
+        except ModelError as exc:  # e.g. a faster-whisper directory converted elsewhere: no dwkit.json
+            raise ModelError(
+                f"{exc}; a ct2 directory needs dwkit's manifest (dwkit.json): convert the transformers "
+                "checkpoint with `dwconvert --to ct2`"
+            ) from exc
         device, index = _parse_device(config.device)
         compute_type = config.precision or "default"
         _check_compute_type(compute_type, device)

@@ -15,7 +15,6 @@ pytest.importorskip("transformers")
 
 from dwkit.converters import convert  # noqa: E402
 from dwkit.converters import ct2 as ct2_converter  # noqa: E402
-
 from dwkit.errors import ConversionError, ModelError, ValidationError  # noqa: E402
 from dwkit.manifest import read_manifest, weights_checksum  # noqa: E402
 from dwkit.model_info import ModelInfo  # noqa: E402

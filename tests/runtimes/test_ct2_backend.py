@@ -12,9 +12,6 @@ import pytest
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
 
-from dwkit.runtimes import load  # noqa: E402
-from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
-
 from dwkit.audio import load_audio  # noqa: E402
 from dwkit.compare import compare_backends  # noqa: E402
 from dwkit.decoding.options import DecodeOptions  # noqa: E402
@@ -22,6 +19,8 @@ from dwkit.errors import BackendUnavailable, ConfigError  # noqa: E402
 from dwkit.features import log_mel  # noqa: E402
 from dwkit.longform.options import LongformOptions  # noqa: E402
 from dwkit.metrics import wer  # noqa: E402
+from dwkit.runtimes import load  # noqa: E402
+from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
 from dwkit.transcriber import Transcriber  # noqa: E402
 from tests.converters.test_ct2 import converted  # noqa: E402
 
