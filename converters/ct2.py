@@ -22,15 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dwkit.converters.base import (
     ConversionResult,
     atomic_output_dir,
     copy_if_present,
     library_versions,
 )
-from dwkit.errors import ConversionError, DwkitError, ValidationError
+from dwkit.errors import ConversionError, ValidationError
 from dwkit.manifest import weights_checksum, write_manifest
 from dwkit.model_info import ModelInfo
 
@@ -184,27 +182,13 @@ def source_id(source: Path) -> dict[str, str]:
     return found
 
 
-def validation_mel(n_mels: int) -> np.ndarray:
-    """The fixed validation input: the bundled demo speech (real words make tokens meaningful)."""
-    import dwkit
-    from dwkit.audio import load_audio
-    from dwkit.compare import reference_mel
-
-    demo = Path(dwkit.__file__).resolve().parent / "data" / "demo.flac"
-    try:
-        samples = load_audio(demo)[: 16000 * 30]
-    except (DwkitError, OSError):
-        samples = None  # reference_mel falls back to seeded noise
-    return reference_mel(samples, n_mels)
-
-
 def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:
     """Load the written directory in CTranslate2 and compare it with transformers fp32.
 
     CTranslate2 runs the model's own precision ("default" compute type): on a CPU that is
     float32 arithmetic for float16/bfloat16 weights and int8 for int8_* weights.
     """
-    from dwkit.compare import compare_backends
+    from dwkit.compare import compare_backends, validation_mel
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.ct2 import CT2Backend
     from dwkit.runtimes.hf import HFBackend

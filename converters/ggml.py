@@ -265,20 +265,6 @@ def _whisper_cpp_version() -> str | None:
 # --- validation ------------------------------------------------------------------------------
 
 
-def validation_mel(n_mels: int) -> np.ndarray:
-    """The fixed validation input: the bundled demo speech (real words make tokens meaningful)."""
-    import dwkit
-    from dwkit.audio import load_audio
-    from dwkit.compare import reference_mel
-
-    demo = Path(dwkit.__file__).resolve().parent / "data" / "demo.flac"
-    try:
-        samples = load_audio(demo)[: 16000 * 30]
-    except (DwkitError, OSError):
-        samples = None  # reference_mel falls back to seeded noise
-    return reference_mel(samples, n_mels)
-
-
 def token_error_rate(reference: list[int], candidate: list[int]) -> float:
     """Edit distance between two token sequences over the reference length."""
     previous = list(range(len(candidate) + 1))
@@ -294,7 +280,7 @@ def validate_model(source: Path, model_dir: Path, precision: str, threads: int =
     """Load the written file in whisper.cpp (flash attention off) and compare with transformers."""
     if precision == "f32":
         return _validate_load_only(model_dir)
-    from dwkit.compare import compare_backends
+    from dwkit.compare import compare_backends, validation_mel
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.ggml import GgmlBackend
     from dwkit.runtimes.hf import HFBackend

@@ -49,7 +49,7 @@ from dwkit.converters.onnx_graphs import (
     graph_file,
     graph_io,
 )
-from dwkit.errors import ConversionError, DwkitError, ValidationError
+from dwkit.errors import ConversionError, ValidationError
 from dwkit.manifest import read_manifest, weights_checksum, write_manifest
 from dwkit.model_info import ModelInfo
 
@@ -417,17 +417,10 @@ def source_id(source: Path) -> dict[str, str]:
 
 
 def validation_mel(n_mels: int) -> tuple[np.ndarray, str]:
-    """The fixed validation input and its description: the bundled demo speech (real words make
-    tokens meaningful), else seeded noise."""
-    import dwkit
-    from dwkit.audio import load_audio
-    from dwkit.compare import reference_mel
+    """The shared fixed validation input, with a description for the manifest."""
+    from dwkit.compare import validation_mel as shared_mel
 
-    demo = Path(dwkit.__file__).resolve().parent / "data" / "demo.flac"
-    try:
-        return reference_mel(load_audio(demo)[: 16000 * 30], n_mels), "dwkit/data/demo.flac (first 30 s)"
-    except (DwkitError, OSError):
-        return reference_mel(None, n_mels), "seeded noise (dwkit.compare.reference_mel)"
+    return shared_mel(n_mels), "dwkit/data/demo.flac (first 30 s)"
 
 
 def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:

@@ -47,9 +47,17 @@ def first_divergence(a: list[int], b: list[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def reference_mel(samples: np.ndarray | None, n_mels: int) -> np.ndarray:
-    """The fixed validation input: given speech, else seeded noise shaped like speech levels."""
-    if samples is None:
+def validation_mel(n_mels: int) -> np.ndarray:
+    """The fixed validation input [1, n_mels, 3000]: the bundled demo speech (real words make
+    token comparisons meaningful), or seeded noise if the data file is missing."""
+    from importlib.resources import files
+
+    from dwkit.audio import load_audio
+    from dwkit.errors import DwkitError
+
+    try:
+        samples = load_audio(str(files("dwkit") / "data" / "demo.flac"))[: 16000 * 30]
+    except (DwkitError, OSError):
         samples = np.random.default_rng(0).standard_normal(16000 * 5).astype(np.float32) * 0.05
     return log_mel(samples, n_mels)[None]
 

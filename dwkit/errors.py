@@ -30,5 +30,6 @@ class ConfigError(DwkitError):
     """A config file, option or combination of options is invalid."""
 
 
-class ValidationError(DwkitError):
-    """A converted model does not match the transformers reference within tolerance."""
+class ValidationError(ConversionError):
+    """A converted model does not match the transformers reference within tolerance
+    (raised during conversion, so nothing was written)."""
