@@ -336,7 +336,7 @@ def _providers(
     cache_dir = config.options.get("trt_engine_cache")
     trt: dict[str, Any] = {
         "device_id": place.index,
-        "trt_fp16_enable": bool(config.options.get("trt_fp16", False)),
+        "trt_fp16_enable": _flag(config.options.get("trt_fp16", False)),
         "trt_engine_cache_enable": cache_dir is not None,
         "trt_timing_cache_enable": cache_dir is not None,
         **(profile or {}),
@@ -392,6 +392,18 @@ def _session_options(config: RuntimeConfig) -> Any:
     spinning = config.options.get("allow_spinning")
     if spinning is None:  # a shared machine asks for passive waiting this way (tests/conftest.py)
         spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+    spinning = _flag(spinning)
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3  # errors only: its fallback notices are not the user's problem
     return options
+
+
+def _flag(value: Any) -> bool:
+    """A boolean option from a config file, the CLI or Python ("false" is False)."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"onnx option value {value!r}: expected true or false")
+    return bool(value)

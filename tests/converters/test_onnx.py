@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,9 @@ def converted(source: Path, precision: str, cache: Path, validate: bool = False)
     out = cache / "onnx" / f"{source.name}-{precision}-{key.hexdigest()[:12]}"
     opts = {} if precision == "fp32" else {"fp32_export": converted(source, "fp32", cache, validate=True)}
     with cache_lock(out.parent / f".{out.name}.lock"):
+        for stale in out.parent.glob(f"{source.name}-{precision}-*"):
+            if stale != out and stale.is_dir():  # an older converter's output: ~250 MB each
+                shutil.rmtree(stale, ignore_errors=True)
         if not (out / "dwkit.json").is_file():
             convert(
                 source,
