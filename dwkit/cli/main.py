@@ -15,6 +15,7 @@ COMMANDS = {
     "info": "dwkit.cli.info",
     "backends": "dwkit.cli.backends",
     "bench": "dwkit.cli.bench",
+    "parity": "dwkit.cli.parity",
 }
 
 
