@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dwkit.decoding.options import DecodeOptions, Hypothesis
-from dwkit.decoding.rules import LogitRules, log_softmax, no_speech_probs, softmax
+from dwkit.decoding.rules import LogitRules, log_softmax, logsumexp, no_speech_probs, softmax
 
 if TYPE_CHECKING:
     from dwkit.runtimes.base import EncoderOutput, StepBackend
@@ -62,14 +62,13 @@ def _greedy(
     cache = backend.start(enc, index)
     prompt_logits = backend.step(prompts, cache)
     no_speech = no_speech_probs(prompt_logits, _sot_index(prompts[0], info.sot), info)
-    logits = prompt_logits[:, -1].astype(np.float32)
+    logits = np.array(prompt_logits[:, -1], dtype=np.float32)
     tokens = prompts
     sum_logprob = np.zeros(batch)
     finished = np.zeros(batch, dtype=bool)
     lengths = np.zeros(batch, dtype=np.int64)  # generated tokens, end-of-text included
     for _ in range(_budget(backend, prompt_len, opts)):
         rules.apply(tokens, logits)
-        logprobs = log_softmax(logits)
         if opts.temperature > 0:
             probs = softmax(logits / opts.temperature)
             chosen = np.array([rng.choice(probs.shape[-1], p=p) for p in probs])
@@ -77,13 +76,15 @@ def _greedy(
             chosen = logits.argmax(axis=-1)
         chosen = np.where(finished, info.eot, chosen)
         active = ~finished
-        sum_logprob[active] += logprobs[active, chosen[active]]
+        rows = np.flatnonzero(active)
+        # log-softmax of the chosen token only: one logsumexp instead of a full-vocab copy
+        sum_logprob[rows] += logits[rows, chosen[rows]] - logsumexp(logits[rows])
         lengths[active] += 1
         finished |= chosen == info.eot
         tokens = np.concatenate([tokens, chosen[:, None]], axis=1)
         if finished.all():
             break
-        logits = backend.step(chosen[:, None], cache)[:, -1].astype(np.float32)
+        logits = np.array(backend.step(chosen[:, None], cache)[:, -1], dtype=np.float32)
     hyps = []
     for k in range(batch):
         generated = [int(t) for t in tokens[k, prompt_len:][: lengths[k]]]
