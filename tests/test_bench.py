@@ -266,7 +266,7 @@ def test_bench_cli_runs_real_workers_end_to_end(random_tiny80_dir, speech_short,
             "--audio",
             str(speech_short[0]),
             "--repeat",
-            "1",
+            "2",
             "--threads",
             "1",
             "--tokens-per-window",
@@ -284,5 +284,7 @@ def test_bench_cli_runs_real_workers_end_to_end(random_tiny80_dir, speech_short,
     result = json.loads((tmp_path / "e2e.json").read_text())
     (row,) = result["results"]
     assert "error" not in row, row
-    assert row["label"] == "hf fp32" and row["tokens"] == 2 and row["vs_baseline"]["speedup"] == 1.0
+    # repeat 2: the worker served start, two repeats and finish (the interleaved protocol)
+    assert row["label"] == "hf fp32" and len(row["latencies_s"]) == 2
+    assert row["tokens"] == 4 and row["tokens_per_window"] == 2.0 and row["vs_baseline"]["speedup"] == 1.0
     assert (tmp_path / "e2e.md").is_file() and (tmp_path / "e2e.png").is_file()

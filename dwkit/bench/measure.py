@@ -89,6 +89,34 @@ def instrument_backend(backend: Any) -> tuple[CallTimer, CallTimer]:
     return encode, generate
 
 
+class TimedModel:
+    """Proxy for a `ctranslate2.models.Whisper` (e.g. faster-whisper's `model.model`): times
+    `encode` (units: windows) and `generate` (units: tokens, + end-of-text for results that
+    stopped before `budget` new tokens; with budget None every result is taken as stopped)."""
+
+    def __init__(self, model: Any, budget: int | None = None):
+        self._model = model
+        self._budget = budget
+        self.encoder = CallTimer(model.encode, lambda args, _: int(args[0].shape[0]))
+        self.decoder = CallTimer(model.generate, lambda _, results: self._tokens(results))
+
+    def _tokens(self, results: Any) -> int:
+        count = 0
+        for result in results:
+            n = len(result.sequences_ids[0])
+            count += n + int(self._budget is None or n < self._budget)
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        return self.encoder(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.decoder(*args, **kwargs)
+
+
 def per_unit_ms(seconds: float, units: int) -> float | None:
     return round(seconds / units * 1000, 3) if units else None
 

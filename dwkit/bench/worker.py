@@ -4,6 +4,8 @@ Each backend runs in a fresh process so its load time and peak memory are its ow
 crash (whisper.cpp aborts, out-of-memory kills) costs one row, not the run. The job is a JSON
 object on stdin; the result is one JSON object on stdout. While the job runs, file
 descriptor 1 points at stderr, so libraries that print (C code included) cannot corrupt it.
+With `--serve` the worker holds one loaded system and answers JSON lines (start, repeat,
+finish), so the parent can interleave the repeats of several systems.
 
 Jobs (`kind`): `run` (transcribe with one system, timing encoder and decoder inside),
 `convert` (one format, cached by the parent), `synthetic_model` (a seeded random
@@ -33,6 +35,7 @@ import numpy as np  # noqa: E402
 
 from dwkit.bench.measure import (  # noqa: E402
     CallTimer,
+    TimedModel,
     dir_size_mb,
     instrument_backend,
     matmul_gflops,
@@ -63,51 +66,73 @@ class Loaded:
 # -- run --------------------------------------------------------------------------------------
 
 
+class Session:
+    """One system loaded and warmed up, transcribing the job's files one repeat at a time.
+
+    `repeat()` can be driven from outside (`--serve`), so the parent can interleave the
+    repeats of several systems and a noisy neighbour hurts each of them alike.
+    """
+
+    def __init__(self, job: dict[str, Any]):
+        from dwkit.audio import load_audio
+
+        system = job.get("system", "dwkit")
+        if system not in SYSTEMS:
+            raise ConfigError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
+        self.job = job
+        self.audios = [load_audio(path) for path in job["audio"]]
+        started = time.perf_counter()
+        self.loaded = LOADERS[system](job)
+        self.load_s = time.perf_counter() - started
+        if job.get("warmup", True):  # first-call costs (allocations, thread pools, kernel choice) excluded
+            self.loaded.transcribe(self.audios[0][: int(WARMUP_SECONDS * SAMPLE_RATE)])
+        self.loaded.encoder.reset()
+        self.loaded.decoder.reset()
+        self.latencies: list[list[float]] = []
+        self.texts: list[str] = []
+
+    def repeat(self) -> list[float]:
+        """Transcribe every file once; the seconds each took."""
+        row = []
+        for samples in self.audios:
+            started = time.perf_counter()
+            text = self.loaded.transcribe(samples)
+            row.append(time.perf_counter() - started)
+            if not self.latencies:
+                self.texts.append(text)
+        self.latencies.append(row)
+        return row
+
+    def finish(self) -> dict[str, Any]:
+        """Every figure of this system: RTFx, latency, encoder/decoder cost, load, memory, size."""
+        loaded = self.loaded
+        audio_seconds = [len(a) / SAMPLE_RATE for a in self.audios]
+        windows, tokens = loaded.encoder.units, loaded.decoder.units
+        return {
+            **summarise_latencies(audio_seconds, self.latencies),
+            "load_s": round(self.load_s, 3),
+            "encoder_ms_per_window": per_unit_ms(loaded.encoder.seconds, windows),
+            "decoder_ms_per_token": per_unit_ms(loaded.decoder.seconds, tokens),
+            "windows": windows,
+            "tokens": tokens,
+            "tokens_per_window": round(tokens / windows, 2) if windows else None,
+            "encoder_seconds": round(loaded.encoder.seconds, 4),
+            "decoder_seconds": round(loaded.decoder.seconds, 4),
+            "peak_rss_mb": peak_rss_mb(),
+            "size_mb": dir_size_mb(self.job["model_dir"]),
+            "file_seconds": [round(s, 3) for s in audio_seconds],
+            "latencies_s": [[round(t, 4) for t in row] for row in self.latencies],
+            "texts": self.texts,
+            "settings": loaded.settings,
+        }
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     """Load the system, warm it up, transcribe every file `repeat` times; time everything."""
-    from dwkit.audio import load_audio
-
-    system = job.get("system", "dwkit")
-    if system not in SYSTEMS:
-        raise ConfigError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
-    audios = [load_audio(path) for path in job["audio"]]
-    started = time.perf_counter()
-    loaded = LOADERS[system](job)
-    load_s = time.perf_counter() - started
-    if job.get("warmup", True):  # first-call costs (allocations, thread pools, kernel choice) excluded
-        loaded.transcribe(audios[0][: int(WARMUP_SECONDS * SAMPLE_RATE)])
-    loaded.encoder.reset()
-    loaded.decoder.reset()
-    latencies: list[list[float]] = []
-    texts: list[str] = []
-    for repeat in range(int(job.get("repeat", 1))):
-        row = []
-        for samples in audios:
-            started = time.perf_counter()
-            text = loaded.transcribe(samples)
-            row.append(time.perf_counter() - started)
-            if repeat == 0:
-                texts.append(text)
-        latencies.append(row)
-    audio_seconds = [len(a) / SAMPLE_RATE for a in audios]
-    windows, tokens = loaded.encoder.units, loaded.decoder.units
-    return {
-        **summarise_latencies(audio_seconds, latencies),
-        "load_s": round(load_s, 3),
-        "encoder_ms_per_window": per_unit_ms(loaded.encoder.seconds, windows),
-        "decoder_ms_per_token": per_unit_ms(loaded.decoder.seconds, tokens),
-        "windows": windows,
-        "tokens": tokens,
-        "tokens_per_window": round(tokens / windows, 2) if windows else None,
-        "encoder_seconds": round(loaded.encoder.seconds, 4),
-        "decoder_seconds": round(loaded.decoder.seconds, 4),
-        "peak_rss_mb": peak_rss_mb(),
-        "size_mb": dir_size_mb(job["model_dir"]),
-        "file_seconds": [round(s, 3) for s in audio_seconds],
-        "latencies_s": [[round(t, 4) for t in row] for row in latencies],
-        "texts": texts,
-        "settings": loaded.settings,
-    }
+    session = Session(job)
+    for _ in range(int(job.get("repeat", 1))):
+        session.repeat()
+    return session.finish()
 
 
 def longform_options(job: dict[str, Any], info: Any) -> Any:
@@ -182,32 +207,6 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
     )
 
 
-class _TimedWhisper:
-    """Proxy for a `ctranslate2.models.Whisper`: times encode (windows) and generate (tokens)."""
-
-    def __init__(self, model: Any, budget: int | None):
-        self._model = model
-        self.encoder = CallTimer(model.encode, lambda args, _: int(args[0].shape[0]))
-        self.decoder = CallTimer(model.generate, lambda _, results: self._tokens(results))
-        self._budget = budget
-
-    def _tokens(self, results: Any) -> int:
-        count = 0
-        for result in results:
-            n = len(result.sequences_ids[0])
-            count += n + int(self._budget is None or n < self._budget)  # + end-of-text when it stopped
-        return count
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def encode(self, *args: Any, **kwargs: Any) -> Any:
-        return self.encoder(*args, **kwargs)
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        return self.decoder(*args, **kwargs)
-
-
 def load_faster_whisper(job: dict[str, Any]) -> Loaded:
     """faster-whisper's own transcribe on the same CTranslate2 directory: greedy, no VAD."""
     from faster_whisper import WhisperModel
@@ -246,7 +245,7 @@ def load_faster_whisper(job: dict[str, Any]) -> Loaded:
             # faster-whisper passes max_length = prompt + max_new_tokens: this makes it exactly n.
             max_new_tokens=max(2 * int(n) - prompt_len, int(n) - 1),
         )
-    timed = model.model = _TimedWhisper(model.model, int(n) if n else None)
+    timed = model.model = TimedModel(model.model, int(n) if n else None)
 
     def transcribe(samples: np.ndarray) -> str:
         segments, _ = model.transcribe(samples, **kwargs)
@@ -417,21 +416,65 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return {"error": " ".join(str(exc).split())}
 
 
-def main() -> int:
+def _one_line(exc: BaseException) -> str:
+    from dwkit.errors import DwkitError
+
+    message = " ".join(str(exc).split())
+    return message if isinstance(exc, DwkitError) else f"{type(exc).__name__}: {message}"
+
+
+def serve(reply: Callable[[dict[str, Any]], None]) -> int:
+    """JSON lines on stdin: {"op": "start", "job": {...}}, then {"op": "repeat"} any number of
+    times, then {"op": "finish"}; one JSON line back for each. An error ends the session."""
+    session: Session | None = None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            command = json.loads(line)
+            op = command.get("op")
+            if op == "start":
+                session = Session(command["job"])
+                reply({"load_s": round(session.load_s, 3)})
+            elif session is None:
+                raise ConfigError(f"{op!r} before 'start'")
+            elif op == "repeat":
+                reply({"latencies_s": [round(t, 4) for t in session.repeat()]})
+            elif op == "finish":
+                reply(session.finish())
+                return 0
+            else:
+                raise ConfigError(f"unknown op {op!r}; expected start, repeat or finish")
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            reply({"error": _one_line(exc)})
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     result_fd = os.dup(1)
-    os.dup2(2, 1)  # anything printed while the job runs goes to stderr, not into the JSON
+    os.dup2(2, 1)  # anything printed while a job runs goes to stderr, not into the JSON
     sys.stdout = sys.stderr
+    out = os.fdopen(result_fd, "w")
+
+    def reply(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    if argv[:1] == ["--serve"]:
+        return serve(reply)
     try:
-        job = json.loads(sys.stdin.read())
-        result = run_job(job)
+        result = run_job(json.loads(sys.stdin.read()))
     except Exception as exc:  # a bug or a library failure: one line for the table, traceback above
         import traceback
 
         traceback.print_exc()
-        message = " ".join(str(exc).split())
-        result = {"error": f"{type(exc).__name__}: {message}"}
-    with os.fdopen(result_fd, "w") as out:
-        out.write(json.dumps(result) + "\n")
+        result = {"error": _one_line(exc)}
+    reply(result)
     return 0 if "error" not in result else 1
 
 

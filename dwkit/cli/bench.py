@@ -64,6 +64,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="measure the fp32/bf16 matmul floor",
     )
+    runs.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="load the systems of a mode side by side and run their repeats round-robin (default on; "
+        "off runs one system at a time: less memory at once, for full-size models)",
+    )
     runs.add_argument("--timeout", type=float, help="seconds per worker job (default 3600)")
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -96,6 +103,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "language": args.language,
         "peers": args.peers,
         "floor": args.floor,
+        "interleave": args.interleave,
         "timeout_s": args.timeout,
         "output": args.output,
         "name": args.name,
