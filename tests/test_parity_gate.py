@@ -4,8 +4,11 @@ writes JSON and JUnit XML that parse, and its CLI exits non-zero on failure."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -422,3 +425,47 @@ def test_onnx_fp32_passes_and_corrupted_conversion_fails(tiny_en_dir, corrupted_
     report = run_parity(tiny_en_dir, [f"onnx:{good}", f"onnx:{bad}"], audio=short_audio, modes=("short",))
     assert report.candidates[0].passed, report.failures()
     assert not report.candidates[1].passed
+
+
+# --- parity_tests/, the pytest form of the gate -------------------------------------------------
+
+
+def _pytest_parity_tests(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DWKIT_PARITY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "parity_tests", "-q", "-p", "no:cacheprovider", *args],
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_parity_tests_collect_a_case_per_candidate_level_and_mode(tiny_en_dir):
+    configured = _pytest_parity_tests(
+        "--collect-only",
+        env={
+            "DWKIT_PARITY_MODEL": str(tiny_en_dir),
+            "DWKIT_PARITY_CANDIDATES": f"hf:{tiny_en_dir},ct2:/x:int8",
+        },
+    )
+    ids = [line for line in configured.stdout.splitlines() if "test_parity[" in line]
+    assert len(ids) == 2 * CASES_PER_CANDIDATE, configured.stdout + configured.stderr
+    assert any("ct2:/x:int8-transcripts-chunked" in line for line in ids)
+    built = _pytest_parity_tests("--collect-only", env={})
+    assert sum("test_parity[auto:" in line for line in built.stdout.splitlines()) == 4 * CASES_PER_CANDIDATE
+    orphan = _pytest_parity_tests("--collect-only", "--dwkit-candidate", f"hf:{tiny_en_dir}", env={})
+    assert orphan.returncode != 0 and "no baseline model" in orphan.stderr
+
+
+def test_parity_tests_pass_a_faithful_candidate_and_write_json(tiny_en_dir, speech_short, tmp_path):
+    report = tmp_path / "report.json"
+    result = _pytest_parity_tests(
+        "--dwkit-model", str(tiny_en_dir), "--dwkit-candidate", f"hf:{tiny_en_dir}",
+        "--dwkit-audio", str(speech_short[0]), "--dwkit-modes", "short", "--dwkit-json", str(report),
+        env={"DWKIT_CACHE": os.environ["DWKIT_CACHE"]},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "3 passed" in result.stdout
+    assert json.loads(report.read_text())["passed"] is True
