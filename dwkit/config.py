@@ -69,7 +69,7 @@ AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
     "ggml": ("ggml",),
 }
 # Precision names of backends whose module may be absent from this build.
-_KNOWN_PRECISIONS = {"trt": ("fp32", "fp16", "bf16", "int8")}
+_KNOWN_PRECISIONS = {"trt": ("fp32", "fp16", "bf16")}
 # Backends that run a converted directory at the precision it was converted to, only.
 _FIXED_PRECISION = ("onnx", "ggml")
 
