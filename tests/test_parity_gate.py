@@ -348,6 +348,20 @@ def test_bad_candidate_is_a_one_line_error(tiny_en_dir, capsys, spec, message):
     assert out == ""
 
 
+def test_candidate_that_does_not_load_fails_every_case_with_an_error(tiny_en_dir, short_audio, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "generation_config.json", "preprocessor_config.json"):
+        if (tiny_en_dir / name).is_file():
+            shutil.copy2(tiny_en_dir / name, broken / name)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    report = run_parity(tiny_en_dir, [f"hf:{broken}"], audio=short_audio, modes=("short",))
+    assert not report.passed
+    assert all(r.error and r.error.startswith("could not load:") for r in report.results)
+    root = ET.fromstring(report.junit_xml())
+    assert root.get("errors") == "3" and len(root.findall("./testsuite/testcase/error")) == 3
+
+
 def test_bad_modes_are_a_one_line_error(tiny_en_dir, capsys):
     code, _, err = run_cli(
         "parity",

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if failures:
         for line in failures:
             print(line, file=sys.stderr)
-        print(f"\nparity: FAILED ({len(failures)} threshold(s) failed over {total} checks)")
+        failed = sum(1 for result in report.results if not result.passed)
+        print(f"\nparity: FAILED ({failed} of {total} testcases; {len(failures)} threshold(s) or error(s))")
         return 1
-    print(f"\nparity: passed ({total} checks, {len(candidates)} candidate(s))")
+    print(f"\nparity: passed ({total} testcases, {len(candidates)} candidate(s))")
     return 0
