@@ -26,6 +26,8 @@ RUN_FIELDS = (
     "decoder_ms_per_token",
     "load_s",
     "peak_rss_mb",
+    "cpu_seconds",
+    "cpu_utilisation",
     "size_mb",
     "windows",
     "tokens",

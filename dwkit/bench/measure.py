@@ -163,6 +163,20 @@ def peak_rss_mb() -> float:
     return round(peak * scale, 1)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_utilisation(cpu_s: float, wall_s: float, threads: int) -> float | None:
+    """CPU seconds over (wall seconds x threads): near 1 when the system had its cores to itself;
+    well below 1 on a busy shared machine (or for a system that leaves threads idle)."""
+    if wall_s <= 0 or threads <= 0:
+        return None
+    return round(cpu_s / (wall_s * threads), 3)
+
+
 def dir_size_mb(path: str | os.PathLike[str]) -> float:
     """Bytes of every file under `path` (a model directory), in MiB."""
     root = Path(path)

@@ -71,14 +71,14 @@ def header(result: dict[str, Any]) -> list[str]:
 def table(result: dict[str, Any]) -> list[str]:
     lines = [
         "| system | mode | RTFx | vs hf fp32 | p50 s | p95 s | encoder ms / 30 s window | decoder ms / token "
-        "| load s | peak RSS MB | size MB | WER vs hf fp32 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load s | peak RSS MB | size MB | WER vs hf fp32 | CPU use |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["results"]:
         name = _system_name(row)
         if "error" in row:
             message = row["error"].replace("|", "/")
-            lines.append(f"| {name} | {row['mode']} | failed: {message[:160]} | | | | | | | | | |")
+            lines.append(f"| {name} | {row['mode']} | failed: {message[:160]} | | | | | | | | | | |")
             continue
         ratios = row.get("vs_baseline") or {}
         speedup = ratios.get("speedup")
@@ -98,6 +98,7 @@ def table(result: dict[str, Any]) -> list[str]:
                     _fmt(row.get("peak_rss_mb"), 0),
                     _fmt(row.get("size_mb"), 0),
                     _fmt(row.get("wer_vs_baseline"), 3),
+                    f"{row['cpu_utilisation']:.0%}" if row.get("cpu_utilisation") is not None else "-",
                 ]
             )
             + " |"
@@ -157,7 +158,9 @@ def markdown(result: dict[str, Any]) -> str:
     parts += [
         "",
         "RTFx = total audio seconds / total transcription seconds; vs hf fp32 = RTFx / RTFx of dwkit's "
-        "transformers fp32 backend in the same mode; decoder ms/token = time in generate / tokens generated.",
+        "transformers fp32 backend in the same mode; decoder ms/token = time in generate / tokens generated; "
+        "CPU use = the worker's CPU seconds / (wall seconds x threads) while transcribing: well under 100% "
+        "means it waited for cores other processes held (or left threads idle).",
     ]
     if result.get("command"):
         parts += ["", f"Command: `{result['command']}`"]

@@ -159,6 +159,8 @@ DEFINITIONS = {
     "decoder_ms_per_token": "time inside backend.generate / tokens generated (end-of-text included; "
     "the prompt pass and the logit rules are in that time); for the pipeline, generate minus its encoder",
     "peak_rss_mb": "ru_maxrss of the worker process (one process per system and mode)",
+    "cpu_utilisation": "the worker's CPU seconds / (wall seconds x threads) while transcribing; well "
+    "under 1 means it waited for cores that other processes held (a busy shared machine)",
     "size_mb": "bytes of every file in the model directory the system loads",
     "vs_baseline": "ratios to transformers fp32 (dwkit hf backend) in the same mode and run: speedup = "
     "rtfx / baseline rtfx, encoder/decoder = baseline ms / ms, rss/size = value / baseline value",

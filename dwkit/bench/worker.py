@@ -36,6 +36,8 @@ import numpy as np  # noqa: E402
 from dwkit.bench.measure import (  # noqa: E402
     CallTimer,
     TimedModel,
+    cpu_seconds,
+    cpu_utilisation,
     dir_size_mb,
     instrument_backend,
     matmul_gflops,
@@ -90,16 +92,19 @@ class Session:
         self.loaded.decoder.reset()
         self.latencies: list[list[float]] = []
         self.texts: list[str] = []
+        self.cpu_s = 0.0
 
     def repeat(self) -> list[float]:
         """Transcribe every file once; the seconds each took."""
         row = []
+        cpu_before = cpu_seconds()
         for samples in self.audios:
             started = time.perf_counter()
             text = self.loaded.transcribe(samples)
             row.append(time.perf_counter() - started)
             if not self.latencies:
                 self.texts.append(text)
+        self.cpu_s += cpu_seconds() - cpu_before
         self.latencies.append(row)
         return row
 
@@ -108,6 +113,7 @@ class Session:
         loaded = self.loaded
         audio_seconds = [len(a) / SAMPLE_RATE for a in self.audios]
         windows, tokens = loaded.encoder.units, loaded.decoder.units
+        wall = sum(t for row in self.latencies for t in row)
         return {
             **summarise_latencies(audio_seconds, self.latencies),
             "load_s": round(self.load_s, 3),
@@ -118,6 +124,8 @@ class Session:
             "tokens_per_window": round(tokens / windows, 2) if windows else None,
             "encoder_seconds": round(loaded.encoder.seconds, 4),
             "decoder_seconds": round(loaded.decoder.seconds, 4),
+            "cpu_seconds": round(self.cpu_s, 3),
+            "cpu_utilisation": cpu_utilisation(self.cpu_s, wall, int(self.job.get("threads") or 0)),
             "peak_rss_mb": peak_rss_mb(),
             "size_mb": dir_size_mb(self.job["model_dir"]),
             "file_seconds": [round(s, 3) for s in audio_seconds],
