@@ -17,10 +17,10 @@ demo: setup
 	dwkit demo
 
 test: setup setup-system
-	$(PYTHON) -m pytest -q -m "not slow and not gpu"
+	$(PYTHON) -m pytest -q -m "not slow and not gpu" tests parity_tests
 
 test-all: setup setup-system
-	$(PYTHON) -m pytest -q -m "not gpu"
+	$(PYTHON) -m pytest -q -m "not gpu" tests parity_tests
 
 lint:
 	ruff check . && ruff format --check .
