@@ -114,7 +114,6 @@ PRECISION_SETTINGS: dict[str, dict[str, Any]] = {
     },
 }
 # Validation against transformers fp32, as for onnx: fp32 is gated, fp16/bf16 are recorded.
-LOGITS_ATOL = 1e-3
 GATED = ("fp32",)
 ONNX_STAGING = ".onnx-export"
 MiB = 1 << 20
@@ -405,6 +404,8 @@ def check_graph(path: Path, profile: Mapping[str, Mapping[str, list[int]]]) -> d
     returns the manifest entry."""
     import onnx
 
+    from dwkit.converters.onnx import describe_io
+
     path = Path(path)
     name = path.name
     try:
@@ -432,7 +433,7 @@ def check_graph(path: Path, profile: Mapping[str, Mapping[str, list[int]]]) -> d
             f"{name}: TensorRT's ONNX parser does not support {', '.join(unsupported)} "
             "(build from the fp32 onnx export)"
         )
-    inputs = [_describe(v) for v in model.graph.input]
+    inputs = [describe_io(v) for v in model.graph.input]
     problems = profile_problems(inputs, profile)
     if problems:
         raise ConversionError(f"{name}: not covered by the optimisation profiles: {'; '.join(problems)}")
@@ -443,7 +444,7 @@ def check_graph(path: Path, profile: Mapping[str, Mapping[str, list[int]]]) -> d
         "control_flow": [],
         "unsupported_ops": [],
         "inputs": inputs,
-        "outputs": [_describe(v) for v in model.graph.output],
+        "outputs": [describe_io(v) for v in model.graph.output],
     }
 
 
@@ -472,18 +473,6 @@ def op_types(model: Any) -> dict[str, int]:
 
     visit(model.graph.node, ())
     return counts
-
-
-def _describe(value: Any) -> dict[str, Any]:
-    import onnx
-
-    tensor = value.type.tensor_type
-    shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in tensor.shape.dim]
-    return {
-        "name": value.name,
-        "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-        "shape": shape,
-    }
 
 
 # -- plan and build -------------------------------------------------------------------------------
@@ -549,7 +538,7 @@ def build_engines(graph_dir: Path, plan: Mapping[str, Any], engine_dir: Path) ->
 def validate_engines(source: Path, source_is_onnx: bool, model_dir: Path, precision: str) -> dict[str, Any]:
     """Load the built engines and compare them with transformers (or, for an onnx source, with
     onnxruntime on the same graphs, which the onnx conversion validated against transformers)."""
-    from dwkit.compare import compare_backends, validation_mel
+    from dwkit.compare import compare_backends, gate, validation_mel
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.trt import TrtBackend
 
@@ -567,20 +556,11 @@ def validate_engines(source: Path, source_is_onnx: bool, model_dir: Path, precis
     mel = validation_mel(reference.info.n_mels)
     started = time.perf_counter()
     report = compare_backends(reference, candidate, mel).to_dict()
-    failures = []
-    if precision in GATED:
-        if report["logits_max_abs"] > LOGITS_ATOL:
-            failures.append(f"first-step logits max abs diff {report['logits_max_abs']:.3g} > {LOGITS_ATOL}")
-        if not report["tokens_equal"]:
-            failures.append(f"greedy tokens differ from index {report['first_divergence']}")
     return {
-        "passed": not failures,
-        "gated": precision in GATED,
-        "failures": failures,
+        **gate(report, precision in GATED),
         "reference": reference_name,
         "runtime": "TensorRT",
         "input": "dwkit.compare.validation_mel (the bundled demo speech, first 30 s)",
-        "thresholds": {"logits_atol": LOGITS_ATOL, "tokens_must_match": True} if precision in GATED else None,
         "seconds": round(time.perf_counter() - started, 2),
         **report,
     }

@@ -34,6 +34,27 @@ class NumericReport:
         return self.logits_max_abs <= logits_atol and self.tokens_equal
 
 
+FP32_LOGITS_ATOL = 1e-3  # optimum's own Whisper export tolerance
+
+
+def gate(report: dict[str, Any], gated: bool, logits_atol: float = FP32_LOGITS_ATOL) -> dict[str, Any]:
+    """A converter's verdict on a NumericReport: a full-precision conversion must reproduce
+    transformers (first-step logits within `logits_atol`, identical greedy tokens); lower
+    precisions are recorded, not gated."""
+    failures = []
+    if gated:
+        if report["logits_max_abs"] > logits_atol:
+            failures.append(f"first-step logits max abs diff {report['logits_max_abs']:.3g} > {logits_atol}")
+        if not report["tokens_equal"]:
+            failures.append(f"greedy tokens differ from index {report['first_divergence']}")
+    return {
+        "passed": not failures,
+        "gated": gated,
+        "failures": failures,
+        "thresholds": {"logits_atol": logits_atol, "tokens_must_match": True} if gated else None,
+    }
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     denom = np.linalg.norm(a) * np.linalg.norm(b)

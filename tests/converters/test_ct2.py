@@ -83,7 +83,7 @@ def test_manifest_records_source_versions_model_and_validation(tiny_en_f32: Path
         f"encoder max abs {validation['encoder_max_abs']:.2e}, tokens equal {validation['tokens_equal']}"
     )
     assert validation["passed"] and validation["gated"]
-    assert validation["logits_max_abs"] <= ct2_converter.LOGITS_ATOL
+    assert validation["logits_max_abs"] <= validation["thresholds"]["logits_atol"]
     assert validation["tokens_equal"] and len(validation["reference_tokens"]) > 10
 
 
