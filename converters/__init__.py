@@ -14,7 +14,6 @@ from types import ModuleType
 from typing import Any
 
 from dwkit.converters.base import ConversionResult, resolve_source
-
 from dwkit.errors import BackendUnavailable, ConversionError
 
 # format name -> (module, pip extra that provides its libraries)

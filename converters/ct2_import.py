@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from dwkit.converters.base import ConversionResult, atomic_output_dir
 from dwkit.converters.hf_files import WhisperDims, write_hf_checkpoint
-
 from dwkit.errors import ConversionError
 
 SPEC_NAME = "WhisperSpec"

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dwkit.converters.base import library_versions
 
+from dwkit.converters.base import library_versions
 from dwkit.errors import ConversionError
 from dwkit.manifest import weights_checksum, write_manifest
 from dwkit.model_info import TIME_PRECISION, ModelInfo

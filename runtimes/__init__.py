@@ -11,10 +11,9 @@ import importlib
 import os
 from pathlib import Path
 
-from dwkit.runtimes.base import Backend, RuntimeConfig
-
 from dwkit.errors import BackendUnavailable, ModelError
 from dwkit.manifest import read_manifest
+from dwkit.runtimes.base import Backend, RuntimeConfig
 
 # backend name -> (module, class, pip extra)
 BACKENDS: dict[str, tuple[str, str, str]] = {

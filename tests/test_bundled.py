@@ -8,10 +8,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from dwkit.converters import ct2_import
 
 from dwkit import bundled
 from dwkit.bundled import BundledSpec, bundled_model, bundled_source
+from dwkit.converters import ct2_import
 from dwkit.errors import ModelError
 from dwkit.manifest import read_manifest, write_manifest
 

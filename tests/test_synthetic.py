@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from dwkit.converters.hf_files import WhisperVocab
 
+from dwkit.converters.hf_files import WhisperVocab
 from dwkit.errors import ConfigError
 from dwkit.manifest import read_manifest, weights_checksum
 from dwkit.model_info import ModelInfo
@@ -116,8 +116,9 @@ def test_unknown_preset_lists_the_choices(tmp_path):
 def test_distil_large_v3_5_preset_matches_the_real_architecture():
     """Checked on the meta device: no 3 GB of weights in the test suite."""
     import torch
-    from dwkit.converters.hf_files import whisper_config
     from transformers import WhisperForConditionalGeneration
+
+    from dwkit.converters.hf_files import whisper_config
 
     dims = PRESETS["distil-large-v3.5"]
     config = whisper_config(dims, WhisperVocab.from_tokenizer_json(tokenizer_for(51866)))
