@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dwkit.converters import ct2_import
-from dwkit.converters.ct2_import import import_ct2, read_ct2_model
 
 from dwkit.bundled import bundled_source
+from dwkit.converters import ct2_import
+from dwkit.converters.ct2_import import import_ct2, read_ct2_model
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
