@@ -56,10 +56,13 @@ def header(result: dict[str, Any]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
     features = ", ".join(machine.get("cpu_features") or []) or "-"
     repeat = result["config"]["repeat"]
+    warmup = " after a warm-up on the first 10 s" if result["config"].get("warmup", True) else ", no warm-up"
+    if result["config"].get("interleave") and repeat > 1:
+        warmup += ", interleaved round-robin across the systems of each mode"
     return [
         f"**{Path(str(model['source'])).name}** ({weights}), {_fmt(audio['total_seconds'])} s of audio "
         f"({len(audio['files'])} file(s), {audio['source']}){forced}; {result['threads']} threads, "
-        f"{repeat} repeat(s) after a warm-up.",
+        f"{repeat} repeat(s){warmup}.",
         "",
         f"Machine: {machine['cpu']} ({features}), {machine['usable_cores']} usable cores, "
         f"{_fmt(machine['ram_gb'])} GB RAM, load average {machine['loadavg'][0] if machine['loadavg'] else '-'} "

@@ -121,7 +121,8 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
 
     shape = EncoderShape.from_config(json.loads((model_dir / "config.json").read_text()))
     add_ratios(rows)
-    add_wer(rows, reference)
+    model = model_record(config, model_dir, shape)
+    add_wer(rows, reference, meaningful=not model["synthetic"])
     result = {
         "benchmark": "dwkit bench",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -137,7 +138,7 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
             "15x slower; every worker (one process per system and mode) runs with it",
         },
         "definitions": DEFINITIONS,
-        "model": model_record(config, model_dir, shape),
+        "model": model,
         "audio": audio_record(audio_files, reference),
         "floor": floor_record(floor, shape),
         "conversions": conversions.records,
@@ -600,11 +601,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def add_wer(rows: list[dict[str, Any]], reference: str | None) -> None:
-    """WER against the spoken text and the baseline's text (same mode); the texts are dropped."""
+def add_wer(rows: list[dict[str, Any]], reference: str | None, meaningful: bool = True) -> None:
+    """WER against the spoken text and the baseline's text (same mode); the texts are dropped.
+
+    Random weights transcribe nothing (`meaningful=False`): their WER would only measure how
+    differently two precisions pick among noise, so none is recorded.
+    """
     from dwkit.metrics import wer
 
     texts = {id(row): " ".join(row.pop("texts")) for row in rows if "texts" in row}
+    if not meaningful:
+        return
     baselines = {
         r["mode"]: texts[id(r)]
         for r in rows
