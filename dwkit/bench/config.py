@@ -101,6 +101,7 @@ class BenchConfig:
     floor: bool = True  # measure the fp32 / bf16 matmul floor
     warmup: bool = True
     interleave: bool = True  # repeats round-robin across the systems of a mode (all loaded at once)
+    retry_starved: bool = True  # not interleaved: run a row again when a busy machine starved it
     cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
     timeout_s: float = 3600.0  # per worker job
     command: str | None = None  # how the run was started, for the record

@@ -115,8 +115,9 @@ def floor_lines(result: dict[str, Any]) -> list[str]:
         return []
     if "error" in floor:
         return [f"Matmul floor: failed ({floor['error']})."]
+    twice = " (best of a measurement before and after the runs)" if floor.get("measurements") else ""
     return [
-        f"Matmul floor ({floor['size']}^3, {floor['threads']} threads): fp32 {_fmt(floor['fp32_gflops'], 0)} GFLOP/s, "
+        f"Matmul floor ({floor['size']}^3, {floor['threads']} threads{twice}): fp32 {_fmt(floor['fp32_gflops'], 0)} GFLOP/s, "
         f"bf16 {_fmt(floor['bf16_gflops'], 0)} GFLOP/s. One 30 s window through this encoder is "
         f"{_fmt(floor['encoder_gflop_per_window'], 0)} GFLOP: {_fmt(floor['encoder_floor_ms_bf16'], 0)} ms at the "
         f"bf16 rate, {_fmt(floor['encoder_floor_ms_fp32'], 0)} ms at the fp32 rate."

@@ -37,6 +37,9 @@ from dwkit.errors import ConfigError
 Launcher = Callable[[dict[str, Any], float], dict[str, Any]]
 SECONDS_PER_SENTENCE = 4.4  # the built-in espeak-ng sentences average ~4.4 s with their pauses
 BASELINE_LABEL = "hf fp32"
+# A single-shot row is run again when it got less than this share of its cores while the
+# load average said other processes held them (a busy shared machine); the better one is kept.
+STARVED_CPU_USE = 0.75
 # The issue-9 goal, stated for the distil-large-v3.5 architecture on this class of machine.
 GOAL_SPEEDUP_VS_FASTER_WHISPER = 2.5
 GOAL_ENCODER_VS_BF16_FLOOR = 1.5
@@ -114,8 +117,15 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
             in_mode = [t for t in targets if t.mode == mode]
             if interleave:
                 rows += run_interleaved(in_mode, config, audio_files, threads, advance)
-            else:
-                rows += [run_target(t, config, audio_files, threads, step) for t in in_mode]
+                continue
+            for target in in_mode:
+                row = run_target(target, config, audio_files, threads, step)
+                if config.retry_starved and starved(row, threads):
+                    bar.total += config.repeat + 1
+                    row = better(row, run_target(target, config, audio_files, threads, step))
+                rows.append(row)
+        if config.floor:  # again at the end: the best of two is closer to what the cores can do
+            floor = best_floor(floor, step("matmul floor again", {"kind": "floor", "threads": threads}))
     finally:
         bar.close()
 
@@ -369,6 +379,35 @@ def plan_targets(
     return targets
 
 
+def starved(row: dict[str, Any], threads: int) -> bool:
+    """The row waited for cores: low CPU use while the load average exceeded the cores we use."""
+    use, load = row.get("cpu_utilisation"), row.get("loadavg_1m")
+    return use is not None and use < STARVED_CPU_USE and bool(load) and max(load) > threads + 0.5
+
+
+def better(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Of two runs of one row, the one that had its cores more (both recorded under `attempts`)."""
+    runs = [r for r in (first, second) if "error" not in r] or [second]
+    kept = dict(max(runs, key=lambda r: r.get("cpu_utilisation") or 0.0))
+    kept["attempts"] = [
+        {k: r.get(k) for k in ("rtfx", "cpu_utilisation", "loadavg_1m", "error") if k in r}
+        for r in (first, second)
+    ]
+    return kept
+
+
+def best_floor(first: dict[str, Any] | None, second: dict[str, Any]) -> dict[str, Any] | None:
+    """The higher matmul rates of two floor measurements, both kept under `measurements`."""
+    found = [f for f in (first, second) if f and "error" not in f]
+    if not found:
+        return first or second
+    best = {**found[0]}
+    for key in ("fp32_gflops", "bf16_gflops"):
+        best[key] = max(f[key] for f in found)
+    best["measurements"] = found
+    return best
+
+
 def _conversion_error(conversions: Conversions, key: tuple[str, str]) -> str | None:
     if key in conversions.errors:
         return f"conversion to {key[0]} {key[1]} failed: {conversions.errors[key]}"
@@ -381,7 +420,9 @@ def _job_count(config: BenchConfig, peers: list[str]) -> int:
         runs += len(faster_whisper_precisions(config))
     if "transformers-pipeline" in peers:
         runs += 1
-    prepare = int(bool(config.synthetic_model)) + len(_wanted_conversions(config, peers)) + int(config.floor)
+    prepare = (
+        int(bool(config.synthetic_model)) + len(_wanted_conversions(config, peers)) + 2 * int(config.floor)
+    )
     return prepare + runs * (config.repeat + 1)  # a run: loading and warm-up, then each repeat
 
 

@@ -71,6 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="load the systems of a mode side by side and run their repeats round-robin (default on; "
         "off runs one system at a time: less memory at once, for full-size models)",
     )
+    runs.add_argument(
+        "--retry-starved",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="without interleaving, run a system again when it got under 75%% of its cores while the load "
+        "average said other processes held them; keep the better run (default on)",
+    )
     runs.add_argument("--timeout", type=float, help="seconds per worker job (default 3600)")
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -104,6 +111,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "peers": args.peers,
         "floor": args.floor,
         "interleave": args.interleave,
+        "retry_starved": args.retry_starved,
         "timeout_s": args.timeout,
         "output": args.output,
         "name": args.name,
