@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dwkit.errors import ConversionError, ModelError
+from dwkit.errors import ConversionError, ModelError, ValidationError
 
 
 @dataclass
@@ -112,3 +112,28 @@ def library_versions(*names: str) -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
     return found
+
+
+def require_checkpoint(source: Path) -> None:
+    """A transformers checkpoint with weights and tokenizer.json, before any work starts."""
+    if not (any(source.glob("*.safetensors")) or any(source.glob("pytorch_model*.bin"))):
+        raise ConversionError(f"{source}: no weights (model.safetensors or pytorch_model.bin) to convert")
+    if not (source / "tokenizer.json").is_file():
+        raise ConversionError(
+            f"{source}: no tokenizer.json; the converted model needs it (dwkit and faster-whisper read it)"
+        )
+
+
+def record_validation(
+    tmp: Path, manifest: dict[str, Any], validation: dict[str, Any], fmt: str, precision: str
+) -> None:
+    """Store the verdict in the manifest; a failed gate aborts the conversion (nothing is kept)."""
+    from dwkit.manifest import write_manifest
+
+    manifest["validation"] = validation
+    write_manifest(tmp, manifest)
+    if not validation["passed"]:
+        raise ValidationError(
+            f"{fmt} {precision} does not match transformers: {'; '.join(validation['failures'])}; "
+            "nothing was written (use --no-validate to keep it anyway)"
+        )

@@ -27,8 +27,10 @@ from dwkit.converters.base import (
     atomic_output_dir,
     copy_if_present,
     library_versions,
+    record_validation,
+    require_checkpoint,
 )
-from dwkit.errors import ConversionError, ValidationError
+from dwkit.errors import ConversionError
 from dwkit.manifest import weights_checksum, write_manifest
 from dwkit.model_info import ModelInfo
 
@@ -75,7 +77,7 @@ def convert(
     threads = int(opts.get("threads", 0))
     source = Path(source)
     info = ModelInfo.from_hf_dir(source)
-    _check_source(source)
+    require_checkpoint(source)
 
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
         started = time.perf_counter()
@@ -100,26 +102,10 @@ def convert(
         validation = None
         if validate:
             validation = validate_model(source, tmp, precision, threads=threads)
-            manifest["validation"] = validation
-            write_manifest(tmp, manifest)
-            if not validation["passed"]:
-                raise ValidationError(
-                    f"ct2 {precision} does not match transformers: {'; '.join(validation['failures'])}; "
-                    "nothing was written (use --no-validate to keep it anyway)"
-                )
+            record_validation(tmp, manifest, validation, "ct2", precision)
         files = sorted(p.name for p in tmp.iterdir())
     out = Path(out_dir).expanduser().resolve()
     return ConversionResult(out, "ct2", precision, {"manifest_version": 1, **manifest}, validation, files)
-
-
-def _check_source(source: Path) -> None:
-    has_weights = any(source.glob("*.safetensors")) or any(source.glob("pytorch_model*.bin"))
-    if not has_weights:
-        raise ConversionError(f"{source}: no weights (model.safetensors or pytorch_model.bin) to convert")
-    if not (source / "tokenizer.json").is_file():
-        raise ConversionError(
-            f"{source}: no tokenizer.json; the converted model needs it (faster-whisper and dwkit read it)"
-        )
 
 
 def _run_converter(source: Path, out: Path, precision: str, low_cpu_mem_usage: bool) -> None:

@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.converters.base import ConversionResult, atomic_output_dir, copy_if_present, library_versions
+from dwkit.converters.base import (
+    ConversionResult,
+    atomic_output_dir,
+    copy_if_present,
+    library_versions,
+    record_validation,
+    require_checkpoint,
+)
 from dwkit.converters.onnx_graphs import (
     BATCH,
     DECODER_INIT,
@@ -49,7 +56,7 @@ from dwkit.converters.onnx_graphs import (
     graph_file,
     graph_io,
 )
-from dwkit.errors import ConversionError, ValidationError
+from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest, weights_checksum, write_manifest
 from dwkit.model_info import ModelInfo
 
@@ -104,7 +111,7 @@ def convert(
     external = opts.get("external_data")
     source = Path(source)
     info = ModelInfo.from_hf_dir(source)
-    _check_source(source)
+    require_checkpoint(source)
     source_checksum = weights_checksum(source)
     reuse = Path(opts["fp32_export"]) if opts.get("fp32_export") else None
     if reuse is not None:
@@ -161,23 +168,10 @@ def convert(
         if validate:
             with stage("validate against transformers", timings):
                 validation = validate_model(source, tmp, precision, threads=int(opts.get("threads", 0)))
-            manifest["validation"] = validation
-            write_manifest(tmp, manifest)
-            if not validation["passed"]:
-                raise ValidationError(
-                    f"onnx {precision} does not match transformers: {'; '.join(validation['failures'])}; "
-                    "nothing was written (use --no-validate to keep it anyway)"
-                )
+            record_validation(tmp, manifest, validation, "onnx", precision)
         files = sorted(p.name for p in tmp.iterdir())
     out = Path(out_dir).expanduser().resolve()
     return ConversionResult(out, "onnx", precision, {"manifest_version": 1, **manifest}, validation, files)
-
-
-def _check_source(source: Path) -> None:
-    if not (any(source.glob("*.safetensors")) or any(source.glob("pytorch_model*.bin"))):
-        raise ConversionError(f"{source}: no weights (model.safetensors or pytorch_model.bin) to convert")
-    if not (source / "tokenizer.json").is_file():
-        raise ConversionError(f"{source}: no tokenizer.json; the converted model needs it (dwkit reads it)")
 
 
 def _check_reusable(reuse: Path, source_checksum: str, opset: int) -> None:
