@@ -122,6 +122,8 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
                 row = run_target(target, config, audio_files, threads, step)
                 if config.retry_starved and starved(row, threads):
                     bar.total += config.repeat + 1
+                    bar.set_postfix_str(f"{target.label} was starved: waiting for a quieter machine")
+                    wait_for_quiet(threads)
                     row = better(row, run_target(target, config, audio_files, threads, step))
                 rows.append(row)
         if config.floor:  # again at the end: the best of two is closer to what the cores can do
@@ -383,6 +385,13 @@ def starved(row: dict[str, Any], threads: int) -> bool:
     """The row waited for cores: low CPU use while the load average exceeded the cores we use."""
     use, load = row.get("cpu_utilisation"), row.get("loadavg_1m")
     return use is not None and use < STARVED_CPU_USE and bool(load) and max(load) > threads + 0.5
+
+
+def wait_for_quiet(threads: int, max_wait_s: float = 180.0, poll_s: float = 10.0) -> None:
+    """Wait (at most `max_wait_s`) until the 1-minute load average drops below our threads."""
+    deadline = time.monotonic() + max_wait_s
+    while os.getloadavg()[0] >= threads and time.monotonic() < deadline:
+        time.sleep(poll_s)
 
 
 def better(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
