@@ -52,6 +52,7 @@ from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.longform.options import MODES, TASKS, LongformOptions
 from dwkit.runtimes.base import RuntimeConfig
+from dwkit.tomlfile import read_toml_file, read_toml_text
 
 logger = logging.getLogger(__name__)
 
@@ -153,19 +154,7 @@ class Config:
     ) -> Config:
         """Read a TOML config; `env` (default: os.environ) then `overrides` win over its values."""
         path = Path(path).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, not a TOML config file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: unreadable ({exc})") from exc
-        tomllib = _tomllib()
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        data = read_toml_file(path)
         return cls.from_dict(
             data, source=path, env=os.environ if env is None else env, overrides=overrides, check=check
         )
@@ -463,17 +452,6 @@ def backend_precisions(name: str) -> tuple[str, ...]:
 # -- reading values ----------------------------------------------------------------------
 
 
-def _tomllib() -> Any:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError as exc:
-            raise ConfigError("reading TOML on Python 3.10 needs tomli: pip install tomli") from exc
-    return tomllib
-
-
 def _key_fields(cls: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
     return [f for f in dataclasses.fields(cls) if f.init and f.name not in ("source", "origins")]
 
@@ -559,7 +537,7 @@ def _parse_text(text: str, hint: Any, name: str, origin: str) -> Any:
         if typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
             if raw.startswith("["):
-                return _tomllib().loads(f"v = {raw}")["v"]
+                return read_toml_text(f"v = {raw}", origin)["v"]
             return [_parse_text(part, item, name, origin) for part in raw.split(",") if part.strip()]
         if hint is bool:
             lowered = raw.lower()

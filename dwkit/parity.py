@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.errors import ConfigError, DwkitError, ModelError
+from dwkit.tomlfile import read_toml_file
 
 LEVELS = ("numerics", "tokens", "transcripts")
 MODES = ("short", "sequential", "chunked")
@@ -73,22 +74,6 @@ BUILTIN_PAUSE_S = 1.0
 
 
 # --- configuration -----------------------------------------------------------------------
-
-
-def _read_toml(text: str, origin: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise ConfigError(
-                "reading parity thresholds on Python 3.10 needs tomli: pip install tomli"
-            ) from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: not valid TOML ({exc})") from exc
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -148,13 +133,13 @@ class ParityConfig:
     def load(cls, path: str | Path | None = None) -> ParityConfig:
         """The package defaults, overridden by `path` when given."""
         default = files("dwkit") / "data" / THRESHOLDS_FILE
-        layers = [_read_toml(default.read_text(encoding="utf-8"), str(default))]
+        layers = [read_toml_file(default)]
         sources = [str(default)]
         if path is not None:
             path = Path(path).expanduser()
             if not path.is_file():
                 raise ConfigError(f"{path}: no such thresholds file")
-            layers.append(_read_toml(path.read_text(encoding="utf-8"), str(path)))
+            layers.append(read_toml_file(path))
             sources.append(str(path))
         for layer, origin in zip(layers, sources):
             _check_layer(layer, origin)

@@ -6,13 +6,13 @@ keys named like the flags with `_` for `-`); flags given on the command line win
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from dwkit.errors import ConfigError
 from dwkit.longform.options import MODES
+from dwkit.tomlfile import read_toml_file
 
 BASELINE = ("hf", "fp32")
 # A spec without a precision runs at this one (the issue's example line: hf,ct2:int8,onnx:fp32,ggml:q8_0).
@@ -151,19 +151,7 @@ class BenchConfig:
 
 def load_toml(path: Path) -> dict[str, Any]:
     """A config file's keys, converted to BenchConfig field types; unknown keys are an error."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError as exc:
-            raise ConfigError("reading --config on Python 3.10 needs tomli: pip install tomli") from exc
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml_file(path)
     known = {f.name for f in fields(BenchConfig)} - {"command"}
     unknown = sorted(set(data) - known)
     if unknown:
