@@ -36,11 +36,9 @@ not have. `backend = "auto"` picks the best backend usable here for the model di
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -48,31 +46,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dwkit import runtimes
 from dwkit.decoding.options import DecodeOptions
-from dwkit.errors import BackendUnavailable, ConfigError, ModelError
+from dwkit.errors import ConfigError, ModelError
 from dwkit.longform.options import MODES, TASKS, LongformOptions
 from dwkit.runtimes.base import RuntimeConfig
 from dwkit.tomlfile import read_toml_file, read_toml_text
 
 logger = logging.getLogger(__name__)
 
-BACKEND_NAMES = ("hf", "ct2", "onnx", "trt", "ggml")
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")  # dwkit.writers.FORMATS (not imported: keep this light)
 ENV_PREFIX = "DWKIT_"
 NONE = "none"  # how TOML and the environment spell "unset" for an optional key
 
-# What `backend = "auto"` tries for each kind of model directory (its dwkit.json format, or
-# hf for a transformers checkpoint), best first; the first one usable here wins.
-AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
-    "hf": ("hf",),
-    "ct2": ("ct2",),
-    "onnx": ("trt", "onnx"),  # TensorRT through onnxruntime when an NVIDIA GPU and TensorRT are here
-    "ggml": ("ggml",),
-}
-# Precision names of backends whose module may be absent from this build.
-_KNOWN_PRECISIONS = {"trt": ("fp32", "fp16", "bf16")}
-# Backends that run a converted directory at the precision it was converted to, only.
-_FIXED_PRECISION = ("onnx", "ggml")
 
 _LONGFORM = LongformOptions()
 _DECODE = DecodeOptions()
@@ -125,7 +111,7 @@ class Config:
     """
 
     model: str | None = None
-    backend: str = _key("auto", choices=(*BACKEND_NAMES, "auto"))
+    backend: str = _key("auto", backend=True)  # a registered backend's name, or "auto"
     device: str = _key("cpu", pattern=r"cpu|cuda(:\d+)?")
     precision: str | None = None
     threads: int = _key(0, minimum=0)
@@ -288,7 +274,7 @@ class Config:
             self.resolved_backend, self.backend_reason = name, reason
             logger.info("backend auto: chose %s for %s (%s)", name, directory, reason)
         else:
-            if found != self.backend and not (found == "onnx" and self.backend == "trt"):
+            if found not in runtimes.spec(self.backend).formats:
                 raise ConfigError(
                     f"{self.origin('backend')}: backend = {_show(self.backend)} does not match the model: "
                     f'{directory} holds a model in {found} format; set backend = {_show(found)} (or "auto"), '
@@ -316,22 +302,19 @@ class Config:
                 f"{self.origin(key)}: {key}: the stride ({stride:g} s each side) must be less than "
                 f"half of longform.chunk_length_s ({lf.chunk_length_s:g} s)"
             )
-        if self.backend == "ggml" and self.device != "cpu":
-            raise ConfigError(
-                f"{self.origin('device')}: device = {_show(self.device)}: the ggml backend (whisper.cpp "
-                'through pywhispercpp) runs on the CPU only; set device = "cpu"'
-            )
-        if self.backend == "trt" and not self.device.startswith("cuda"):
-            raise ConfigError(
-                f"{self.origin('device')}: device = {_show(self.device)}: the trt backend runs on an "
-                'NVIDIA GPU only; set device = "cuda"'
-            )
+        if self.backend != "auto":
+            kind = "cuda" if self.device.startswith("cuda") else "cpu"
+            if kind not in runtimes.spec(self.backend).devices:
+                problem = runtimes.machine_problem(self.backend, self.device)
+                raise ConfigError(f"{self.origin('device')}: device = {_show(self.device)}: {problem}")
 
     def _check_machine(self, backend: str) -> None:
-        if backend == "trt":
-            reason = _trt_missing()
-            if reason:
-                raise ConfigError(f'{self.origin("backend")}: backend = "trt": {reason}')
+        """A backend set by name must have its device and libraries here (nothing is imported)."""
+        if backend == "auto":
+            return
+        problem = runtimes.machine_problem(backend, self.device)
+        if problem:
+            raise ConfigError(f"{self.origin('backend')}: backend = {_show(backend)}: {problem}")
 
     def _model_format(self, directory: Path) -> str:
         from dwkit.runtimes import backend_of
@@ -342,9 +325,8 @@ class Config:
             raise ConfigError(f"{self.origin('model')}: model: {exc}") from exc
 
     def _choose_backend(self, found: str, directory: Path) -> tuple[str, str]:
-        preference = AUTO_PREFERENCE.get(found, (found,))
         skipped = []
-        for name in preference:
+        for name in (s.name for s in runtimes.runners_of(found)):
             reason = backend_unavailable_reason(name, self.device)
             if reason is None:
                 why = f"the model directory is in {found} format"
@@ -360,18 +342,12 @@ class Config:
     def _check_precision(self, backend: str, directory: Path | None) -> None:
         if self.precision is None:
             return
-        valid = backend_precisions(backend)
+        declared = runtimes.spec(backend)
         where = self.origin("precision")
-        if valid and self.precision not in valid:
-            raise ConfigError(
-                f"{where}: precision = {_show(self.precision)} is not a {backend} precision; "
-                f"choose one of {', '.join(valid)}"
-            )
-        if backend == "hf" and self.precision == "fp16" and not self.device.startswith("cuda"):
-            raise ConfigError(
-                f'{where}: precision = "fp16" with hf needs a CUDA device; on CPU use fp32 or bf16'
-            )
-        if directory is not None and backend in _FIXED_PRECISION:
+        problem = declared.precision_problem(self.precision, self.device)
+        if problem:
+            raise ConfigError(f"{where}: precision = {_show(self.precision)} {problem}")
+        if directory is not None and declared.fixed_precision:
             from dwkit.manifest import read_manifest
 
             stored = (read_manifest(directory) or {}).get("precision")
@@ -386,67 +362,9 @@ class Config:
 # -- backends on this machine ----------------------------------------------------------------
 
 
-def nvidia_gpu_present() -> bool:
-    """Whether an NVIDIA GPU is visible, from the driver's device nodes (no library imported)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return False
-    return Path("/dev/nvidiactl").exists() and any(Path("/dev").glob("nvidia[0-9]*"))
-
-
-def _trt_missing() -> str | None:
-    if not nvidia_gpu_present():
-        return "TensorRT needs an NVIDIA GPU and none is visible here"
-    if importlib.util.find_spec("tensorrt") is None:
-        return "needs TensorRT 10 (the tensorrt package, from NVIDIA's index): pip install 'dwkit[gpu]'"
-    return None
-
-
 def backend_unavailable_reason(name: str, device: str = "cpu") -> str | None:
-    """Why backend `name` cannot run on `device` here, or None when it can.
-
-    Checks the library (each backend class's `unavailable_reason`, or the pip extra when its
-    module does not import) and the device; a CUDA device is only checked for presence.
-    """
-    from dwkit.runtimes import BACKENDS, get
-
-    if name not in BACKENDS:
-        return f"unknown backend; choose one of {', '.join(BACKENDS)}"
-    if name == "trt":
-        missing = _trt_missing()
-        if missing:
-            return missing
-        if not device.startswith("cuda"):
-            return "runs on an NVIDIA GPU only (device cuda)"
-    if name == "ggml" and device != "cpu":
-        return "whisper.cpp here is CPU-only"
-    if device.startswith("cuda") and not nvidia_gpu_present():
-        return f"device {device}: no NVIDIA GPU visible"
-    try:
-        cls = get(name)
-    except BackendUnavailable as exc:
-        return _module_missing(name, exc)
-    return cls.unavailable_reason()
-
-
-def _module_missing(name: str, exc: BackendUnavailable) -> str:
-    cause = exc.__cause__
-    missing = getattr(cause, "name", None) or ""
-    if missing.startswith("dwkit."):
-        return f"not part of this dwkit build (no module {missing})"
-    return str(exc).removeprefix(f"backend {name} ")
-
-
-def backend_precisions(name: str) -> tuple[str, ...]:
-    """The precision names backend `name` accepts (its own PRECISIONS plus aliases), or ()."""
-    from dwkit.runtimes import get
-
-    try:
-        cls = get(name)
-    except BackendUnavailable:
-        return _KNOWN_PRECISIONS.get(name, ())
-    module = sys.modules.get(cls.__module__)
-    return tuple(getattr(cls, "PRECISIONS", ())) + tuple(getattr(module, "ALIASES", ()))
+    """Why backend `name` cannot run on `device` here, or None (imports its library to check)."""
+    return runtimes.unavailable_reason(name, device)
 
 
 # -- reading values ----------------------------------------------------------------------
@@ -567,6 +485,8 @@ def _check_rules(value: Any, rules: Mapping[str, Any], name: str, origin: str) -
         problem = None
         if "choices" in rules and item not in rules["choices"]:
             problem = f"choose one of {', '.join(rules['choices'])}"
+        elif rules.get("backend") and item not in (*runtimes.names(), "auto"):
+            problem = f"choose one of {', '.join((*runtimes.names(), 'auto'))}"
         elif "pattern" in rules and not re.fullmatch(rules["pattern"], item):
             problem = "use cpu, cuda or cuda:N"
         elif "minimum" in rules and item < rules["minimum"]:

@@ -46,9 +46,12 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 
 def weights_checksum(model_dir: str | Path) -> str:
-    """One checksum over every weight file of a checkpoint, in name order."""
+    """One checksum over every weight file of a checkpoint, in name order (a weight file is
+    what any backend's declaration names as one)."""
+    from dwkit.runtimes import declarations
+
     model_dir = Path(model_dir)
-    patterns = ("*.safetensors", "*.bin", "*.onnx", "*.onnx_data", "*.ggml", "*.engine")
+    patterns = {pattern for s in declarations().specs.values() for pattern in s.weight_files}
     files = sorted({p for pattern in patterns for p in model_dir.glob(pattern)})
     digest = hashlib.sha256()
     for path in files:

@@ -40,6 +40,14 @@ class EncoderOutput:
 
 @runtime_checkable
 class Backend(Protocol):
+    """What decoding needs: encode features, decode tokens after prompts, detect the language.
+
+    A backend is created by its declaration's `backend_class.from_model_dir(model_dir,
+    RuntimeConfig)` (see runtimes/declaration.py). Everything else (features, tokenizer,
+    logit rules, long-form) is shared, so this is the whole surface a backend implements;
+    step-by-step backends implement `StepBackend`'s three methods instead of `generate`.
+    """
+
     name: str
     info: ModelInfo
 
@@ -59,12 +67,22 @@ class Backend(Protocol):
         """The encoder states of `rows` only (temperature fallback re-decodes a subset)."""
         ...
 
+    def close(self) -> None:
+        """Free what the backend holds outside Python's memory (native contexts), now."""
+        ...
+
+
+@runtime_checkable
+class ParityProbe(Protocol):
+    """Optional: the raw numbers the parity gate compares (a backend without them, such as
+    whisper.cpp, which exposes no encoder output, is compared on tokens and transcripts)."""
+
     def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
-        """Encoder states as float32 numpy [batch, frames, d_model], for parity checks."""
+        """Encoder states as float32 numpy [batch, frames, d_model]."""
         ...
 
     def next_token_logits(self, enc: EncoderOutput, prompts: list[list[int]]) -> np.ndarray:
-        """Raw logits [batch, vocab] for the token after each prompt (no rules), for parity checks."""
+        """Raw logits [batch, vocab] for the token after each prompt (no rules)."""
         ...
 
 
@@ -94,6 +112,9 @@ class StepBackend:
     def reorder(self, cache: Any, index: np.ndarray) -> Any:
         """Select/reorder cache rows (beam search); subclasses with batched caches override."""
         raise NotImplementedError(f"{self.name} backend does not support beam search")
+
+    def close(self) -> None:
+        """Nothing to free by default: torch and onnxruntime objects go with the backend."""
 
     def generate(self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions) -> list[Hypothesis]:
         from dwkit.decoding.search import decode

@@ -40,6 +40,7 @@ from dwkit.decoding.rules import log_softmax
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
+from dwkit.runtimes.declaration import BackendOption, BackendSpec, missing_file_problems
 
 # CTranslate2's compute types; which ones run depends on the device and the build
 # (`ctranslate2.get_supported_compute_types`): CPU builds offer float32, int8, int8_float32
@@ -59,8 +60,6 @@ PRECISIONS = (
 # the fastest supported type.
 ALIASES = ("default", "auto")
 MODEL_FILE = "model.bin"
-# RuntimeConfig.options that ctranslate2.models.Whisper takes.
-MODEL_OPTIONS = ("flash_attention", "max_queued_batches", "tensor_parallel")
 
 
 @dataclass(frozen=True)
@@ -75,21 +74,12 @@ class _PromptShape:
 
 class CT2Backend:
     name = "ct2"
-    PRECISIONS = PRECISIONS
 
     def __init__(self, model: Any, info: ModelInfo, device: str, compute_type: str):
         self.model = model
         self.info = info
         self.device = device
         self.compute_type = compute_type
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        try:
-            import ctranslate2  # noqa: F401
-        except ImportError:
-            return "needs ctranslate2: pip install 'dwkit[ct2]'"
-        return None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> CT2Backend:
@@ -116,7 +106,7 @@ class CT2Backend:
                 compute_type=compute_type,
                 intra_threads=config.threads,
                 inter_threads=config.inter_threads,
-                **_model_options(config.options),
+                **config.options,
             )
         except (RuntimeError, ValueError, TypeError) as exc:
             raise ModelError(f"{model_dir}: CTranslate2 could not load it ({_one_line(exc)})") from exc
@@ -126,6 +116,10 @@ class CT2Backend:
                 f"{info.n_mels}; the directory mixes two models (reconvert it)"
             )
         return cls(model, info, device, compute_type)
+
+    def close(self) -> None:
+        """Free the weights now rather than when the garbage collector finds the model."""
+        self.model.unload_model()
 
     # -- encoder -------------------------------------------------------------------------
 
@@ -348,16 +342,6 @@ def _ct2_max_length(budget: int, shape: _PromptShape) -> int:
     return max(2 * budget, budget + start_step)
 
 
-def _model_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Backend-specific settings passed to `ctranslate2.models.Whisper`."""
-    unknown = sorted(set(options) - set(MODEL_OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"ct2 does not take the option(s) {', '.join(unknown)}; it takes {', '.join(MODEL_OPTIONS)}"
-        )
-    return dict(options)
-
-
 def _parse_device(device: str) -> tuple[str, int]:
     import ctranslate2
 
@@ -403,3 +387,40 @@ def _to_numpy(view: Any) -> np.ndarray:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --- declaration ---------------------------------------------------------------------------
+
+
+def _probe(device: str) -> str | None:
+    try:
+        import ctranslate2
+    except ImportError:
+        return "needs ctranslate2: pip install 'dwkit[ct2]'"
+    if device.startswith("cuda") and ctranslate2.get_cuda_device_count() == 0:
+        return "ctranslate2 sees no CUDA device"
+    return None
+
+
+BACKEND = BackendSpec(
+    name="ct2",
+    summary="CTranslate2 (the engine faster-whisper runs on), native Whisper.generate",
+    backend_class=CT2Backend,
+    formats=("ct2",),
+    extra="ct2",
+    precisions=PRECISIONS,
+    aliases=ALIASES,
+    devices=("cpu", "cuda"),
+    probe=_probe,
+    requires=("ctranslate2",),
+    # ctranslate2.models.Whisper's own keyword arguments.
+    options=(
+        BackendOption("flash_attention", bool, "CTranslate2's flash attention (GPU builds)"),
+        BackendOption("max_queued_batches", int, "batches queued per replica (CTranslate2's setting)"),
+        BackendOption("tensor_parallel", bool, "split the model over several GPUs"),
+    ),
+    weight_files=(MODEL_FILE,),
+    file_problems=lambda model_dir, manifest: missing_file_problems(model_dir, MODEL_FILE),
+    bench_precision="int8",
+    parity_precision="float32",
+)

@@ -18,6 +18,7 @@ prefix, whose logits nobody reads) are NaN.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.declaration import BackendOption, BackendSpec, missing_file_problems
 
 PRECISIONS = ("f32", "f16", "q8_0", "q5_0", "q4_0")
 MODEL_FILE = "ggml-model.bin"
@@ -58,7 +60,6 @@ class _Cache:
 
 class GgmlBackend(StepBackend):
     name = "ggml"
-    PRECISIONS = PRECISIONS
 
     def __init__(self, context: Any, info: ModelInfo, precision: str, threads: int, max_states: int | None):
         self.context = context
@@ -67,16 +68,6 @@ class GgmlBackend(StepBackend):
         self.threads = threads
         self.flash_attn = context.flash_attn
         self.max_states = max_states  # per audio row; None = one per beam
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        from dwkit.runtimes.whispercpp_ctypes import library
-
-        try:
-            library()
-        except BackendUnavailable as exc:
-            return str(exc)
-        return None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> GgmlBackend:
@@ -107,12 +98,9 @@ class GgmlBackend(StepBackend):
             raise BackendUnavailable(
                 f"ggml on {config.device}: pywhispercpp's whisper.cpp build is CPU-only; use device cpu"
             )
-        options = dict(config.options)
-        unknown = set(options) - {"flash_attn", "max_states"}
-        if unknown:
-            raise ConfigError(f"unknown ggml options {sorted(unknown)}; known: flash_attn, max_states")
+        options = BACKEND.parse_options(config.options)
         info = ModelInfo.from_model_dir(model_dir)
-        context = WhisperContext(path, flash_attn=bool(options.get("flash_attn", True)))
+        context = WhisperContext(path, flash_attn=options.get("flash_attn", True))
         precision = FTYPE_NAMES.get(context.ftype % 1000, str(context.ftype))
         if precision == "f32":
             context.close()
@@ -129,7 +117,7 @@ class GgmlBackend(StepBackend):
             )
         threads = config.threads or min(4, os.cpu_count() or 1)
         max_states = options.get("max_states")
-        return cls(context, info, precision, threads, int(max_states) if max_states else None)
+        return cls(context, info, precision, threads, max_states or None)
 
     # --- encoder -------------------------------------------------------------------------
 
@@ -211,3 +199,44 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+# --- declaration ---------------------------------------------------------------------------
+
+
+def _probe(device: str) -> str | None:
+    from dwkit.runtimes.whispercpp_ctypes import library
+
+    try:
+        library()
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def _weight_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    return missing_file_problems(model_dir, str(manifest.get("model_file") or MODEL_FILE))
+
+
+BACKEND = BackendSpec(
+    name="ggml",
+    summary="whisper.cpp through pywhispercpp's libwhisper (CPU)",
+    backend_class=GgmlBackend,
+    formats=("ggml",),
+    extra="ggml",
+    precisions=PRECISIONS,
+    fixed_precision=True,
+    devices=("cpu",),
+    probe=_probe,
+    requires=("pywhispercpp",),
+    options=(
+        BackendOption("flash_attn", bool, "whisper.cpp's flash attention (default on; off: tighter parity)"),
+        BackendOption(
+            "max_states", int, "whisper states per audio row for beam search (default: one per beam)"
+        ),
+    ),
+    weight_files=("*.bin",),
+    file_problems=_weight_problems,
+    bench_precision="q8_0",
+    parity_precision="f16",  # whisper.cpp 1.8.5 cannot run f32 files
+)

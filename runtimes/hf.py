@@ -7,6 +7,9 @@ this reproduces transformers' own `generate` and pipeline outputs.
 
 from __future__ import annotations
 
+import json
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import numpy as np
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.declaration import BackendSpec
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -28,22 +32,12 @@ class _Cache:
 
 class HFBackend(StepBackend):
     name = "hf"
-    PRECISIONS = PRECISIONS
 
     def __init__(self, model: Any, info: ModelInfo, device: str, dtype: Any):
         self.model = model
         self.info = info
         self.device = device
         self.dtype = dtype
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        try:
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-        except ImportError as exc:
-            return f"needs {exc.name}: pip install 'dwkit[hf]' (install torch==2.13.0 first on CPU)"
-        return None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> HFBackend:
@@ -53,12 +47,11 @@ class HFBackend(StepBackend):
 
         hf_logging.set_verbosity_error()  # its generation-config notices are not the user's problem
         precision = config.precision or "fp32"
-        if precision not in PRECISIONS:
-            raise ConfigError(f"hf precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        problem = BACKEND.precision_problem(precision, config.device)
+        if problem:
+            raise ConfigError(f"hf precision {precision!r} {problem}")
         if config.device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable("hf on cuda: no CUDA device visible to torch")
-        if precision == "fp16" and not config.device.startswith("cuda"):
-            raise ConfigError("hf fp16 needs a CUDA device; on CPU use fp32 or bf16")
         if config.threads:
             torch.set_num_threads(config.threads)
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -129,3 +122,65 @@ class HFBackend(StepBackend):
         cache.past.reorder_cache(rows)
         cache.encoder_states = cache.encoder_states.index_select(0, rows)
         return cache
+
+
+# --- declaration ---------------------------------------------------------------------------
+
+
+def _probe(device: str) -> str | None:
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        return f"needs {exc.name}: pip install 'dwkit[hf]' (install torch==2.13.0 first on CPU)"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "torch is a CPU build (or sees no CUDA device)"
+    return None
+
+
+def _is_checkpoint(model_dir: Path) -> bool:
+    return (model_dir / "config.json").is_file()
+
+
+def _weight_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    weights = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("pytorch_model*.bin"))
+    if not weights:
+        return ["no weights (model.safetensors or pytorch_model.bin)"]
+    return [p for p in (safetensors_problem(w) for w in weights if w.suffix == ".safetensors") if p]
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """A truncated or corrupt safetensors file, from its header alone (no tensor is read)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            if header_len > size - 8:
+                return f"{path.name}: truncated (header larger than the file)"
+            header = json.loads(handle.read(header_len))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (OSError, struct.error, json.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
+        return f"{path.name}: not a readable safetensors file ({exc})"
+    if 8 + header_len + end > size:
+        return f"{path.name}: truncated ({size} bytes; its header describes {8 + header_len + end})"
+    return None
+
+
+BACKEND = BackendSpec(
+    name="hf",
+    summary="transformers / PyTorch: the reference every other backend is measured against",
+    backend_class=HFBackend,
+    formats=("hf",),
+    extra="hf",
+    precisions=PRECISIONS,
+    default_precision="fp32",
+    gpu_only_precisions=("fp16",),
+    devices=("cpu", "cuda"),
+    probe=_probe,
+    requires=("torch", "transformers"),
+    install_hint="needs torch and transformers: pip install 'dwkit[hf]' (install torch==2.13.0 first on CPU)",
+    weight_files=("*.safetensors", "pytorch_model*.bin"),
+    file_problems=_weight_problems,
+    recognise=_is_checkpoint,
+    bench_precision="fp32",
+)

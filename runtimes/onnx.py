@@ -18,6 +18,7 @@ sized from the model and `RuntimeConfig.batch_size`, so growing caches never reb
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.declaration import BackendOption, BackendSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -407,3 +409,58 @@ def _flag(value: Any) -> bool:
             return False
         raise ConfigError(f"onnx option value {value!r}: expected true or false")
     return bool(value)
+
+
+# --- declaration ---------------------------------------------------------------------------
+
+
+def _probe(device: str) -> str | None:
+    reason = OnnxBackend.unavailable_reason()
+    if reason or not device.startswith("cuda"):
+        return reason
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return "needs onnxruntime-gpu: 'dwkit[gpu]'"
+    return None
+
+
+def _graph_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Graph files missing, or of another size than the manifest recorded."""
+    problems = []
+    for graph in manifest.get("graphs") or []:
+        path = model_dir / graph.get("file", "")
+        if not path.is_file():
+            problems.append(f"{graph.get('file')}: missing (an incomplete copy or conversion?)")
+        elif graph.get("bytes") is not None and path.stat().st_size != graph["bytes"]:
+            problems.append(
+                f"{graph['file']}: {path.stat().st_size} bytes, but the manifest recorded "
+                f"{graph['bytes']} (truncated or replaced)"
+            )
+    return problems
+
+
+BACKEND = BackendSpec(
+    name="onnx",
+    summary="onnxruntime on dwkit's encoder / decoder-init / decoder-step graphs",
+    backend_class=OnnxBackend,
+    formats=("onnx",),
+    extra="onnx",
+    precisions=PRECISIONS,
+    fixed_precision=True,
+    devices=("cpu", "cuda"),
+    probe=_probe,
+    requires=("onnxruntime",),
+    options=(
+        BackendOption("provider", str, "execution provider (default: from the device)", PROVIDERS),
+        BackendOption("graph_optimization", str, "onnxruntime graph optimisation level", OPTIMIZATION_LEVELS),
+        BackendOption("allow_spinning", bool, "intra-op threads spin while idle"),
+        BackendOption("trt_engine_cache", str, "directory for the TensorRT provider's engines"),
+        BackendOption("trt_fp16", bool, "let the TensorRT provider run fp16 kernels on fp32 graphs"),
+        BackendOption("max_batch", int, "largest decoder batch the TensorRT provider's profiles cover"),
+    ),
+    weight_files=("*.onnx", "*.onnx_data"),
+    file_problems=_graph_problems,
+    bench_precision="fp32",
+    parity_precision="fp32",
+)

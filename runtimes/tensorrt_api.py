@@ -67,12 +67,12 @@ def missing() -> list[str]:
     Imports nothing heavy: the tensorrt module is looked up, not imported, and torch only
     when an NVIDIA GPU is visible.
     """
-    from dwkit.config import nvidia_gpu_present
+    from dwkit import devices
 
     reasons = []
     if importlib.util.find_spec("tensorrt") is None:
         reasons.append(NOT_INSTALLED)
-    if not nvidia_gpu_present():
+    if not devices.nvidia_gpu_present():
         reasons.append(NO_GPU)
     elif not _torch_cuda():
         reasons.append(NO_TORCH_CUDA)

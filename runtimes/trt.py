@@ -46,6 +46,7 @@ from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.declaration import BackendOption, BackendSpec
 
 PRECISIONS = ("fp16", "bf16", "fp32")
 DEFAULT_PRECISION = "fp16"
@@ -355,3 +356,29 @@ def engines_for_onnx_dir(
                     json.dumps({"source": str(model_dir), **built}, indent=2) + "\n"
                 )
     return target
+
+
+# --- declaration ---------------------------------------------------------------------------
+
+BACKEND = BackendSpec(
+    name="trt",
+    summary="TensorRT engines built from the onnx export (NVIDIA GPU)",
+    backend_class=TrtBackend,
+    formats=("trt", "onnx"),  # an onnx directory runs too: its engines are built on first use
+    extra="gpu",
+    precisions=PRECISIONS,
+    default_precision=DEFAULT_PRECISION,
+    devices=("cuda",),
+    probe=lambda device: TrtBackend.unavailable_reason(),
+    requires=("tensorrt",),
+    install_hint="needs TensorRT 10 (the tensorrt package, from NVIDIA's index): pip install 'dwkit[gpu]'",
+    options=(
+        BackendOption("engine_cache", str, "where engines built for an onnx directory are cached"),
+        BackendOption("max_batch", int, "largest batch the engines' profiles cover (default 8)"),
+        BackendOption("workspace_mib", int, "TensorRT builder workspace in MiB"),
+    ),
+    weight_files=("*.engine",),
+    auto_rank=10,  # on an onnx directory, `auto` prefers TensorRT where it runs
+    bench_precision="fp16",
+    parity_precision="fp16",
+)

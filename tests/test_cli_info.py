@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dwkit import runtimes
 from dwkit.cli.main import build_parser
 from dwkit.cli.main import entry as dwkit
 from dwkit.cli.transcribe import _flag_overrides
-from dwkit.runtimes import BACKENDS
 
 # --- dwkit info -------------------------------------------------------------------------------
 
@@ -84,12 +84,12 @@ def test_info_of_no_model_is_one_line(tmp_path, capsys):
 
 
 def test_backends_lists_every_registered_backend_with_a_reason(capsys, monkeypatch):
-    from dwkit import config
+    from dwkit import devices
 
-    monkeypatch.setattr(config, "nvidia_gpu_present", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_gpu_present", lambda: False)
     assert dwkit(["backends", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert list(rows) == list(BACKENDS)
+    assert list(rows) == list(runtimes.names())
     hf = rows["hf"]
     assert hf["usable"] and hf["devices"] == ["cpu"] and "bf16" in hf["precisions"] and hf["reason"] is None
     assert not rows["trt"]["usable"] and "NVIDIA GPU" in rows["trt"]["reason"]
@@ -102,13 +102,15 @@ def test_backends_lists_every_registered_backend_with_a_reason(capsys, monkeypat
 
 
 def test_backends_explains_a_backend_whose_library_is_missing(monkeypatch):
-    from dwkit.cli.backends import survey
-    from dwkit.runtimes import ct2
+    import importlib.util
 
+    from dwkit.cli.backends import survey
+
+    real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        ct2.CT2Backend,
-        "unavailable_reason",
-        classmethod(lambda cls: "needs ctranslate2: pip install 'dwkit[ct2]'"),
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "ctranslate2" else real_find_spec(name, *a),
     )
     rows = {row["name"]: row for row in survey()}
     assert not rows["ct2"]["usable"] and "dwkit[ct2]" in rows["ct2"]["reason"]

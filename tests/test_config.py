@@ -3,6 +3,7 @@ impossible combinations, and `backend = "auto"`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dwkit import config as config_module
+from dwkit import devices, runtimes
 from dwkit.config import Config
 from dwkit.errors import ConfigError
 
@@ -258,11 +260,13 @@ def test_onnx_and_ggml_run_at_their_converted_precision(tmp_path):
 
 
 def test_trt_needs_a_gpu_and_tensorrt(tmp_path, monkeypatch):
-    monkeypatch.setattr(config_module, "nvidia_gpu_present", lambda: False)
-    with pytest.raises(ConfigError, match=r"prod\.toml: backend = \"trt\": TensorRT needs an NVIDIA GPU"):
+    monkeypatch.setattr(devices, "nvidia_gpu_present", lambda: False)
+    with pytest.raises(
+        ConfigError, match=r"prod\.toml: backend = \"trt\": device cuda: no NVIDIA GPU visible"
+    ):
         Config.from_file(_toml(tmp_path, 'backend = "trt"\ndevice = "cuda"'), env={})
-    monkeypatch.setattr(config_module, "nvidia_gpu_present", lambda: True)
-    monkeypatch.setattr(config_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(devices, "nvidia_gpu_present", lambda: True)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     with pytest.raises(ConfigError, match=r"backend = \"trt\": needs TensorRT 10 .*dwkit\[gpu\]"):
         Config.from_file(_toml(tmp_path, 'backend = "trt"\ndevice = "cuda"'), env={})
 
@@ -278,13 +282,13 @@ def test_auto_picks_the_model_directorys_own_format_and_logs_why(tmp_path, caplo
 
 def test_auto_falls_back_down_the_preference_list(tmp_path, caplog, monkeypatch):
     pytest.importorskip("onnxruntime")
-    monkeypatch.setattr(config_module, "nvidia_gpu_present", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_gpu_present", lambda: False)
     onnx_dir = _converted(tmp_path, "onnx", "fp32")
     with caplog.at_level(logging.INFO, logger="dwkit.config"):
         config = Config.from_dict({"model": str(onnx_dir)})
-    assert config_module.AUTO_PREFERENCE["onnx"][0] == "trt"
+    assert runtimes.runners_of("onnx")[0].name == "trt"
     assert config.resolved_backend == "onnx"
-    assert "skipped trt: TensorRT needs an NVIDIA GPU" in caplog.text
+    assert "skipped trt: the trt backend runs on an NVIDIA GPU only" in caplog.text
 
 
 def test_auto_with_nothing_usable_says_why(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """`dwkit backends`: every registered backend, whether it runs here, and why not.
 
-Usable means its library imports and a device it runs on is present; the reason comes from
-the backend class's own `unavailable_reason()` (or, when its module cannot be imported, the
-pip extra it needs). Checking a backend imports its library, so this takes a few seconds.
+Rows come from the registry (built-in declarations and `dwkit.backends` plugins). Usable means
+a device it declares is present and its declaration's probe passes (its library imports, and
+for CUDA was built with it). Probing imports each library, so this takes a few seconds.
 """
 
 from __future__ import annotations
@@ -27,57 +27,51 @@ def run(args: argparse.Namespace) -> int:
 
 
 def survey() -> list[dict[str, Any]]:
-    """One row per registered backend: name, usable, devices, precisions, pip extra, reason."""
-    from dwkit.config import backend_precisions, backend_unavailable_reason, nvidia_gpu_present
-    from dwkit.runtimes import BACKENDS
+    """One row per registered backend (built-in and plugins): usable devices, precisions,
+    pip extra, options and why not; a plugin that failed to load is listed with the reason."""
+    from dwkit import devices, runtimes
 
-    gpu = nvidia_gpu_present()
+    gpu = devices.nvidia_gpu_present()
+    table = runtimes.declarations()
     rows = []
-    for name, (_module, _cls, extra) in BACKENDS.items():
-        devices = []
-        reasons = []
-        for device in ("cpu", "cuda"):
-            if device == "cuda" and not gpu and name not in ("trt",):
+    for name, declared in table.specs.items():
+        usable, reasons = [], []
+        for device in declared.devices:
+            if device == "cuda" and not gpu and not declared.gpu_only:
                 continue  # no GPU here: the CPU answer says it all
-            reason = backend_unavailable_reason(name, device)
-            if reason is None and device == "cuda":
-                reason = _cuda_reason(name)
+            reason = runtimes.unavailable_reason(name, device)
             if reason is None:
-                devices.append(device)
+                usable.append(device)
             elif reason not in reasons:
                 reasons.append(reason)
         rows.append(
             {
                 "name": name,
-                "usable": bool(devices),
-                "devices": devices,
-                "precisions": list(backend_precisions(name)),
-                "extra": extra,
-                "reason": None if devices else "; ".join(reasons),
+                "usable": bool(usable),
+                "devices": usable,
+                "precisions": list(declared.accepted_precisions),
+                "formats": list(declared.formats),
+                "options": [option.name for option in declared.options],
+                "extra": declared.extra,
+                "summary": declared.summary,
+                "reason": None if usable else "; ".join(reasons),
+            }
+        )
+    for name, reason in table.broken.items():
+        rows.append(
+            {
+                "name": name,
+                "usable": False,
+                "devices": [],
+                "precisions": [],
+                "formats": [],
+                "options": [],
+                "extra": None,
+                "summary": None,
+                "reason": reason,
             }
         )
     return rows
-
-
-def _cuda_reason(name: str) -> str | None:
-    """Whether the installed library of a usable backend was built with CUDA."""
-    try:
-        if name == "hf":
-            import torch
-
-            return None if torch.cuda.is_available() else "torch is a CPU build (or sees no CUDA device)"
-        if name == "ct2":
-            import ctranslate2
-
-            return None if ctranslate2.get_cuda_device_count() > 0 else "ctranslate2 sees no CUDA device"
-        if name == "onnx":
-            import onnxruntime
-
-            providers = onnxruntime.get_available_providers()
-            return None if "CUDAExecutionProvider" in providers else "needs onnxruntime-gpu: 'dwkit[gpu]'"
-    except Exception as exc:  # a library that fails to probe its devices is not usable on them
-        return f"CUDA probe failed ({exc})"
-    return None
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -89,7 +83,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 row["name"],
                 "yes" if row["usable"] else "no",
                 ", ".join(row["devices"]) or "-",
-                f"dwkit[{row['extra']}]",
+                f"dwkit[{row['extra']}]" if row["extra"] else "-",
                 detail,
             )
         )

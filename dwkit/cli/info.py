@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,50 +122,14 @@ def _shape(model_dir: Path, problems: list[str]) -> dict[str, Any] | None:
 
 
 def _weight_problems(model_dir: Path, fmt: str, manifest: dict[str, Any] | None) -> list[str]:
-    """Missing or truncated weight files, from names and headers only."""
-    manifest = manifest or {}
-    problems = []
-    if fmt == "hf":
-        weights = sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("pytorch_model*.bin"))
-        if not weights:
-            problems.append("no weights (model.safetensors or pytorch_model.bin)")
-        problems.extend(
-            p for p in (_safetensors_problem(w) for w in weights if w.suffix == ".safetensors") if p
-        )
-    elif fmt in ("ct2", "ggml"):
-        name = manifest.get("model_file") or ("model.bin" if fmt == "ct2" else None)
-        if name and not (model_dir / name).is_file():
-            problems.append(f"{name}: missing (an incomplete copy or conversion?)")
-        elif name and (model_dir / name).stat().st_size == 0:
-            problems.append(f"{name}: empty (0 bytes)")
-    elif fmt == "onnx":
-        for graph in manifest.get("graphs") or []:
-            path = model_dir / graph.get("file", "")
-            if not path.is_file():
-                problems.append(f"{graph.get('file')}: missing (an incomplete copy or conversion?)")
-            elif graph.get("bytes") is not None and path.stat().st_size != graph["bytes"]:
-                problems.append(
-                    f"{graph['file']}: {path.stat().st_size} bytes, but the manifest recorded "
-                    f"{graph['bytes']} (truncated or replaced)"
-                )
-    return problems
+    """Missing or truncated weight files, from names and headers only, as each format's
+    declaration checks them (the first backend that runs the format)."""
+    from dwkit.runtimes import runners_of
 
-
-def _safetensors_problem(path: Path) -> str | None:
-    """A truncated or corrupt safetensors file, from its header alone."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as handle:
-            (header_len,) = struct.unpack("<Q", handle.read(8))
-            if header_len > size - 8:
-                return f"{path.name}: truncated (header larger than the file)"
-            header = json.loads(handle.read(header_len))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (OSError, struct.error, json.JSONDecodeError, KeyError, TypeError, IndexError) as exc:
-        return f"{path.name}: not a readable safetensors file ({exc})"
-    if 8 + header_len + end > size:
-        return f"{path.name}: truncated ({size} bytes; its header describes {8 + header_len + end})"
-    return None
+    for declared in runners_of(fmt):
+        if declared.file_problems is not None:
+            return declared.file_problems(model_dir, manifest or {})
+    return []
 
 
 def _verify_checksum(model_dir: Path, manifest: dict[str, Any] | None, problems: list[str]) -> bool | None:

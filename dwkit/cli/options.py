@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from dwkit import runtimes
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError
 from dwkit.longform.options import MODES, LongformOptions
-from dwkit.runtimes import BACKENDS
 from dwkit.runtimes.base import RuntimeConfig
 
 _DEFAULTS = LongformOptions()
@@ -19,7 +19,7 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         "--model", help="model directory (transformers checkpoint or dwconvert output) or hub id"
     )
     group.add_argument(
-        "--backend", choices=list(BACKENDS), help="default: from the model directory's manifest"
+        "--backend", choices=list(runtimes.names()), help="default: from the model directory's manifest"
     )
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     group.add_argument("--precision", help="the backend's own precision/compute type name")
