@@ -206,12 +206,12 @@ class Candidate:
 
     @classmethod
     def parse(cls, spec: str) -> Candidate:
-        from dwkit.runtimes import BACKENDS
+        from dwkit.runtimes import names
 
         backend, sep, rest = spec.partition(":")
-        if not sep or not rest or backend not in BACKENDS:
+        if not sep or not rest or backend not in names():
             raise ConfigError(
-                f"candidate {spec!r}: expected BACKEND:PATH[:PRECISION] with BACKEND one of {', '.join(BACKENDS)}"
+                f"candidate {spec!r}: expected BACKEND:PATH[:PRECISION] with BACKEND one of {', '.join(names())}"
             )
         path, precision = rest, None
         head, sep, tail = rest.rpartition(":")
@@ -222,23 +222,24 @@ class Candidate:
     def resolve_precision(self) -> str:
         """The precision it runs at: as given, else hf's fp32, else the manifest's, checked against the backend."""
         from dwkit.manifest import read_manifest
-        from dwkit.runtimes import backend_of, get
+        from dwkit.runtimes import backend_of, spec
 
         if not self.path.is_dir():
             raise ModelError(f"candidate {self.spec!r}: {self.path}: no such model directory")
         found = backend_of(self.path)
-        if found != self.backend and not (found == "onnx" and self.backend == "trt"):
+        declared = spec(self.backend)
+        if found not in declared.formats:
             raise ConfigError(f"candidate {self.spec!r}: {self.path} is a {found} model, not {self.backend}")
-        known = tuple(getattr(get(self.backend), "PRECISIONS", ()))
+        known = declared.accepted_precisions
         if self.precision is not None:
-            if known and self.precision not in known:
+            if self.precision not in known:
                 raise ConfigError(
                     f"candidate {self.spec!r}: {self.backend} precision {self.precision!r}; "
                     f"choose one of {', '.join(known)}"
                 )
             return self.precision
-        if self.backend == "hf":
-            return BASELINE_PRECISION
+        if found == "hf":
+            return declared.default_precision or BASELINE_PRECISION
         stored = (read_manifest(self.path) or {}).get("precision")
         if not stored:
             raise ConfigError(
@@ -822,9 +823,7 @@ class ParityGate:
                 if texts is not None:
                     report.transcripts[mode] = texts
         finally:
-            close = getattr(backend, "close", None)
-            if callable(close):
-                close()
+            backend.close()
             del backend
             gc.collect()
         return report
@@ -1014,9 +1013,9 @@ def run_parity(
 
 def _check_available(backend: str) -> None:
     from dwkit.errors import BackendUnavailable
-    from dwkit.runtimes import get
+    from dwkit.runtimes import unavailable_reason
 
-    reason = get(backend).unavailable_reason()
+    reason = unavailable_reason(backend)
     if reason:
         raise BackendUnavailable(f"backend {backend}: {reason}")
 
@@ -1044,9 +1043,13 @@ def _advance(bar: Any) -> ProgressFn:
 
 # --- candidates built here (parity_tests with nothing configured) --------------------------
 
-# Per format, the precision parity_tests converts to when it builds its own candidates: the
-# most faithful one each runtime runs on a CPU (whisper.cpp 1.8.5 cannot run f32 files).
-SELF_TEST_PRECISIONS = {"ct2": "float32", "onnx": "fp32", "ggml": "f16", "trt": "fp16"}
+
+def self_test_precisions() -> dict[str, str]:
+    """Per format, the precision parity_tests converts to when it builds its own candidates:
+    what each backend declares as its most faithful one (`parity_precision`)."""
+    from dwkit.runtimes import declarations
+
+    return {s.name: s.parity_precision for s in declarations().specs.values() if s.parity_precision}
 
 
 def converted_candidate(

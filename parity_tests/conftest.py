@@ -101,9 +101,9 @@ def _settings(config: pytest.Config) -> Settings:
 def _candidate_keys(settings: Settings) -> list[str]:
     if settings.candidates:
         return list(settings.candidates)
-    from dwkit.parity import SELF_TEST_PRECISIONS
+    from dwkit.parity import self_test_precisions
 
-    return [f"{AUTO}:{fmt}:{precision}" for fmt, precision in SELF_TEST_PRECISIONS.items()]
+    return [f"{AUTO}:{fmt}:{precision}" for fmt, precision in self_test_precisions().items()]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -161,11 +161,11 @@ def load(
     """Open `model_dir` with `backend` (found from the directory when None)."""
     found = backend_of(model_dir)
     s = spec(backend) if backend is not None else default_runner(found, model_dir)
-    if found not in s.formats:
-        raise ModelError(f"{model_dir}: is a {found} model, not {s.name} (use --backend {found})")
     config = config or RuntimeConfig()
-    reason = s.probe(config.device)
+    reason = unavailable_reason(s.name, config.device)
     if reason:
         raise BackendUnavailable(f"backend {s.name}: {reason}")
+    if found not in s.formats:
+        raise ModelError(f"{model_dir}: is a {found} model, not {s.name} (use --backend {found})")
     config.options = s.parse_options(config.options)
     return s.backend_class.from_model_dir(Path(model_dir), config)

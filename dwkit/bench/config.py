@@ -16,7 +16,6 @@ from dwkit.tomlfile import read_toml_file
 
 BASELINE = ("hf", "fp32")
 # A spec without a precision runs at this one (the issue's example line: hf,ct2:int8,onnx:fp32,ggml:q8_0).
-DEFAULT_PRECISION = {"hf": "fp32", "ct2": "int8", "onnx": "fp32", "trt": "fp16", "ggml": "q8_0"}
 # Synthetic models never emit end-of-text sensibly: decode this many tokens per window instead.
 DEFAULT_SYNTHETIC_TOKENS = 16
 DEFAULT_AUDIO_SECONDS = 60.0
@@ -44,7 +43,7 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
     Names and precisions are checked against the backend registry and each backend's own
     precision names, so a typo fails before anything is converted or run.
     """
-    from dwkit.runtimes import BACKENDS
+    from dwkit.runtimes import names, spec
 
     items = specs.split(",") if isinstance(specs, str) else [s for part in specs for s in part.split(",")]
     parsed: list[SystemSpec] = []
@@ -52,13 +51,16 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
         if not item:
             continue
         name, _, precision = item.partition(":")
-        if name not in BACKENDS:
+        if name not in names():
             raise ConfigError(
-                f"backend spec {item!r}: unknown backend {name!r}; choose one of {', '.join(BACKENDS)}"
+                f"backend spec {item!r}: unknown backend {name!r}; choose one of {', '.join(names())}"
             )
-        precision = precision or DEFAULT_PRECISION[name]
-        valid = backend_precisions(name)
-        if valid is not None and precision not in valid:
+        declared = spec(name)
+        precision = (
+            precision or declared.bench_precision or declared.default_precision or declared.precisions[0]
+        )
+        valid = declared.accepted_precisions
+        if precision not in valid:
             raise ConfigError(
                 f"backend spec {item!r}: unknown {name} precision {precision!r}; choose one of {', '.join(valid)}"
             )
@@ -67,17 +69,6 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
             parsed.append(spec)
     baseline = SystemSpec(*BASELINE)
     return [baseline] + [s for s in parsed if s != baseline]
-
-
-def backend_precisions(name: str) -> tuple[str, ...] | None:
-    """The precision names `name` runs, or None when its module cannot be imported here."""
-    from dwkit.errors import BackendUnavailable
-    from dwkit.runtimes import get
-
-    try:
-        return tuple(get(name).PRECISIONS)
-    except (BackendUnavailable, AttributeError):
-        return None
 
 
 @dataclass
