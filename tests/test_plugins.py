@@ -85,3 +85,29 @@ def test_a_broken_plugin_is_listed_with_why_and_breaks_nothing(tmp_path) -> None
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["hf"]["usable"]
     assert not rows[PLUGIN]["usable"] and "dwkit_no_such_module" in rows[PLUGIN]["reason"]
+
+
+def test_parity_gates_a_plugin_candidate(plugin_root: Path, tiny_en_dir, speech_short, tmp_path) -> None:
+    report = tmp_path / "parity.json"
+    result = _run(
+        plugin_root, "parity", "--model", str(tiny_en_dir), "--candidate", f"{PLUGIN}:{tiny_en_dir}",
+        "--audio", str(speech_short[0]), "--modes", "short", "--json", str(report),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert data["passed"] is True
+    assert [(c["backend"], c["precision"]) for c in data["candidates"]] == [(PLUGIN, "fp32")]
+
+
+def test_bench_runs_a_plugin_row_beside_the_baseline(
+    plugin_root: Path, random_tiny80_dir, speech_short, tmp_path
+) -> None:
+    result = _run(
+        plugin_root, "bench", "--model", str(random_tiny80_dir), "--backends", PLUGIN, "--modes", "sequential",
+        "--audio", str(speech_short[0]), "--threads", "1", "--tokens-per-window", "2", "--no-peers",
+        "--no-floor", "--no-progress", "--output", str(tmp_path), "--name", "plugin",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row["label"]: row for row in json.loads((tmp_path / "plugin.json").read_text())["results"]}
+    assert set(rows) == {"hf fp32", f"{PLUGIN} fp32"}
+    assert "error" not in rows[f"{PLUGIN} fp32"] and rows[f"{PLUGIN} fp32"]["tokens"] > 0

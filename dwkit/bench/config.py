@@ -43,7 +43,8 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
     Names and precisions are checked against the backend registry and each backend's own
     precision names, so a typo fails before anything is converted or run.
     """
-    from dwkit.runtimes import names, spec
+    from dwkit.runtimes import names
+    from dwkit.runtimes import spec as declaration
 
     items = specs.split(",") if isinstance(specs, str) else [s for part in specs for s in part.split(",")]
     parsed: list[SystemSpec] = []
@@ -55,7 +56,7 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
             raise ConfigError(
                 f"backend spec {item!r}: unknown backend {name!r}; choose one of {', '.join(names())}"
             )
-        declared = spec(name)
+        declared = declaration(name)
         precision = (
             precision or declared.bench_precision or declared.default_precision or declared.precisions[0]
         )

@@ -267,16 +267,17 @@ def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
     converter knows is converted to directly (its size on disk is then the real one); any
     other (int16, ...) runs from the converter's default float16 directory.
     """
-    if spec.backend == "hf":
-        return None
+    from dwkit.runtimes import spec as declaration
+
+    formats = declaration(spec.backend).formats
+    if "hf" in formats:
+        return None  # runs the transformers checkpoint itself
     if spec.backend == "ct2":
         from dwkit.converters import format_module
 
         module = format_module("ct2")
         return ("ct2", spec.precision if spec.precision in module.PRECISIONS else module.DEFAULT_PRECISION)
-    if spec.backend == "trt":
-        return ("onnx", spec.precision)
-    return (spec.backend, spec.precision)
+    return (formats[-1], spec.precision)  # trt reads (trt, onnx): it builds its engines from onnx
 
 
 def _wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
