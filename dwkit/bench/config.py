@@ -6,10 +6,11 @@ keys named like the flags with `_` for `-`); flags given on the command line win
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dwkit.bench.goal import Goal
 from dwkit.errors import ConfigError
 from dwkit.longform.options import MODES
 from dwkit.tomlfile import read_toml_file
@@ -104,6 +105,7 @@ class BenchConfig:
     retry_starved: bool = True  # not interleaved: run a row again when a busy machine starved it
     cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
     timeout_s: float = 3600.0  # per worker job
+    goal: Goal | None = None  # what this benchmark should show (benchmarks/goals/*.toml)
     command: str | None = None  # how the run was started, for the record
 
     def __post_init__(self) -> None:
@@ -141,6 +143,8 @@ class BenchConfig:
             value = getattr(self, f.name)
             if f.name == "backends":
                 value = [f"{s.backend}:{s.precision}" for s in value]
+            elif isinstance(value, Goal):
+                value = asdict(value)
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, (list, tuple)):
@@ -163,6 +167,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         data["modes"] = tuple(data["modes"].split(",") if isinstance(data["modes"], str) else data["modes"])
     if "audio" in data:
         data["audio"] = [_relative(base, a) for a in data["audio"]]
+    if "goal" in data:
+        data["goal"] = Goal.load(data["goal"], base)
     for key in ("output", "cache_dir"):
         if key in data:
             data[key] = Path(data[key])
