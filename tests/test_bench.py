@@ -191,6 +191,29 @@ def test_a_conversion_is_cached_once_for_parity_and_bench_alike(random_tiny80_di
     assert conversion_dir(source, "ct2", "int8", tmp_path / "cache") != out  # the source changed
 
 
+def test_peers_are_the_defaults_or_named_and_whisper_cpp_runs_each_ggml_file(random_tiny80_dir):
+    pytest.importorskip("pywhispercpp")
+    from dwkit.bench.convert import Conversions
+    from dwkit.bench.plan import available_peers, plan_targets
+
+    def plan(**settings: Any) -> list[tuple[str, str, str]]:
+        config = BenchConfig(
+            model=str(random_tiny80_dir), backends=parse_backends("ggml:q8_0,ggml:f16"), **settings
+        )
+        targets = plan_targets(config, random_tiny80_dir, Conversions(), available_peers(config))
+        return [(t.system, t.label, t.mode) for t in targets]
+
+    dwkit_rows = [("dwkit", label, "sequential") for label in ("hf fp32", "ggml q8_0", "ggml f16")]
+    assert plan(peers=["whisper.cpp"], modes=("sequential",)) == dwkit_rows + [
+        ("whisper.cpp", "whisper.cpp q8_0", "sequential"),
+        ("whisper.cpp", "whisper.cpp f16", "sequential"),
+    ]
+    assert not any(system == "whisper.cpp" for system, _, _ in plan(peers=True))  # named only
+    assert plan(peers=["whisper.cpp"], modes=("sequential",), tokens_per_window=4) == dwkit_rows
+    with pytest.raises(ConfigError, match="peers whisper: choose from faster-whisper"):
+        BenchConfig(model="tiny.en", peers=["whisper"])
+
+
 # -- the worker -------------------------------------------------------------------------------
 
 
@@ -221,6 +244,21 @@ def test_worker_returns_every_field_and_decodes_exactly_n_tokens_per_window(rand
     assert result["rtfx"] > 0 and result["encoder_ms_per_window"] > 0 and result["decoder_ms_per_token"] > 0
     assert result["latency_p50_s"] <= result["latency_p95_s"]
     assert result["size_mb"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_whisper_cpp_transcribes_the_ggml_file_as_a_peer(tiny_en_dir, speech_short, simple_wer):
+    pytest.importorskip("pywhispercpp")
+    from dwkit.bench.worker import run_job
+    from dwkit.parity import converted_candidate
+
+    ggml = converted_candidate(tiny_en_dir, "ggml", "f16").path  # the conversion parity_tests reuses
+    audio, spoken = speech_short
+    job = {"kind": "run", "system": "whisper.cpp", "backend": "ggml", "precision": "f16", "model_dir": str(ggml),
+           "mode": "sequential", "audio": [str(audio)], "repeat": 1, "threads": 1, "language": "en", "warmup": False}  # fmt: skip
+    result = run_job(job)
+    assert "error" not in result, result
+    assert result["rtfx"] > 0 and result["encoder_ms_per_window"] is None  # one C call: not split
+    assert simple_wer(spoken, result["texts"][0]) < 0.3
 
 
 def test_a_worker_failure_comes_back_as_one_line():

@@ -24,6 +24,25 @@ DEFAULT_AUDIO_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
+class Peer:
+    """A reference system run beside dwkit on the same model files and audio."""
+
+    mode: str  # the long-form mode it is compared in
+    module: str  # what must be importable for it to run here
+    reads: str  # the backend whose converted directory it loads
+    default: bool  # run with `peers = true` (the others only when named)
+
+
+PEERS = {
+    "faster-whisper": Peer("sequential", "faster_whisper", "ct2", default=True),
+    "transformers-pipeline": Peer("chunked", "transformers", "hf", default=True),
+    # whisper.cpp's own whisper_full (pywhispercpp) on each ggml file asked for: its decoding
+    # rules are not transformers', so it is a speed reference, not a parity one.
+    "whisper.cpp": Peer("sequential", "pywhispercpp", "ggml", default=False),
+}
+
+
+@dataclass(frozen=True)
 class SystemSpec:
     """One dwkit backend at one precision, e.g. `ct2:int8`."""
 
@@ -98,7 +117,7 @@ class BenchConfig:
     tokens_per_window: int | None = None  # force exactly N decoded tokens per window
     batch_size: int = 8
     language: str = "en"
-    peers: bool = True  # faster-whisper and transformers' pipeline, where installed
+    peers: bool | list[str] = True  # true: PEERS' defaults, where installed; or a list of names
     floor: bool = True  # measure the fp32 / bf16 matmul floor
     warmup: bool = True
     interleave: bool = True  # repeats round-robin across the systems of a mode (all loaded at once)
@@ -116,6 +135,8 @@ class BenchConfig:
             raise ConfigError(f"modes {', '.join(unknown) or '(none)'}: choose from {', '.join(MODES)}")
         if self.repeat < 1:
             raise ConfigError("--repeat must be at least 1")
+        if not isinstance(self.peers, bool) and (bad := [p for p in self.peers if p not in PEERS]):
+            raise ConfigError(f"peers {', '.join(bad)}: choose from {', '.join(PEERS)} (or true / false)")
         if self.tokens_per_window is not None and not 1 <= self.tokens_per_window <= 200:
             raise ConfigError("--tokens-per-window must be between 1 and 200")
         if self.synthetic_audio is not None and self.synthetic_audio <= 0:

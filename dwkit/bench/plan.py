@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dwkit.bench.config import BenchConfig, SystemSpec
+from dwkit.bench.config import PEERS, BenchConfig, SystemSpec
 from dwkit.bench.convert import Conversions
 
 
@@ -14,7 +14,7 @@ from dwkit.bench.convert import Conversions
 class Target:
     """One row-to-be: a system at a precision on a model directory, in one mode."""
 
-    system: str  # "dwkit", "faster-whisper", "transformers-pipeline"
+    system: str  # "dwkit" or a peer's name (bench.config.PEERS)
     backend: str
     precision: str
     mode: str
@@ -29,17 +29,32 @@ class Target:
 
 
 def available_peers(config: BenchConfig) -> list[str]:
-    """Reference systems installed here: faster-whisper (sequential), transformers' pipeline (chunked)."""
+    """The reference systems this run compares with: those `peers` asks for, installed here,
+    whose mode is run; whisper.cpp only where a ggml spec is asked for, decoding freely."""
     import importlib.util
 
-    if not config.peers:
+    if config.peers is False:
         return []
-    peers = []
-    if "sequential" in config.modes and importlib.util.find_spec("faster_whisper") is not None:
-        peers.append("faster-whisper")
-    if "chunked" in config.modes and importlib.util.find_spec("transformers") is not None:
-        peers.append("transformers-pipeline")
-    return peers
+    names = [n for n, peer in PEERS.items() if peer.default] if config.peers is True else config.peers
+    found = []
+    for name in names:
+        peer = PEERS[name]
+        if peer.mode not in config.modes or importlib.util.find_spec(peer.module) is None:
+            continue
+        if peer.reads == "ggml" and config.tokens_per_window:  # whisper_full cannot be forced
+            continue
+        if peer_specs(name, config):
+            found.append(name)
+    return found
+
+
+def peer_specs(name: str, config: BenchConfig) -> list[SystemSpec]:
+    """The model directories (as backend specs) peer `name` runs on, one row each."""
+    if PEERS[name].reads == "ct2":
+        return [SystemSpec("ct2", precision) for precision in faster_whisper_precisions(config)]
+    if PEERS[name].reads == "ggml":
+        return [spec for spec in config.backends if spec.backend == "ggml"]
+    return [SystemSpec("hf", "fp32")]
 
 
 def faster_whisper_precisions(config: BenchConfig) -> list[str]:
@@ -72,11 +87,8 @@ def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
 
 def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
     """Every (format, precision) the run needs, each once, onnx fp32 first (its export is reused)."""
-    wanted = [c for c in (conversion_for(s) for s in config.backends) if c is not None]
-    if "faster-whisper" in peers:
-        wanted += [
-            c for c in (conversion_for(SystemSpec("ct2", p)) for p in faster_whisper_precisions(config)) if c
-        ]
+    specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
+    wanted = [c for c in (conversion_for(s) for s in specs) if c is not None]
     return sorted(set(wanted), key=lambda c: (c[0], c[1] != "fp32", c[1]))
 
 
@@ -87,13 +99,11 @@ def plan_targets(
     targets = []
     for mode in config.modes:
         targets += [_target("dwkit", spec, mode, model_dir, conversions) for spec in config.backends]
-        if mode == "sequential" and "faster-whisper" in peers:
-            targets += [
-                _target("faster-whisper", SystemSpec("ct2", precision), mode, model_dir, conversions)
-                for precision in faster_whisper_precisions(config)
-            ]
-        if mode == "chunked" and "transformers-pipeline" in peers:
-            targets.append(Target("transformers-pipeline", "hf", "fp32", mode, model_dir))
+        for name in peers:
+            if PEERS[name].mode == mode:
+                targets += [
+                    _target(name, spec, mode, model_dir, conversions) for spec in peer_specs(name, config)
+                ]
     return targets
 
 
@@ -114,11 +124,7 @@ def _target(system: str, spec: SystemSpec, mode: str, model_dir: Path, conversio
 
 def job_count(config: BenchConfig, peers: list[str]) -> int:
     """Progress-bar steps of a run: preparation jobs, then load/warm-up and each repeat per row."""
-    runs = len(config.modes) * len(config.backends)
-    if "faster-whisper" in peers:
-        runs += len(faster_whisper_precisions(config))
-    if "transformers-pipeline" in peers:
-        runs += 1
+    runs = len(config.modes) * len(config.backends) + sum(len(peer_specs(name, config)) for name in peers)
     prepare = (
         int(bool(config.synthetic_model)) + len(wanted_conversions(config, peers)) + 2 * int(config.floor)
     )

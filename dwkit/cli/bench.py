@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--peers",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also run faster-whisper (sequential) and transformers' pipeline (chunked) where installed",
+        help="also run faster-whisper (sequential) and transformers' pipeline (chunked) where installed "
+        "(a config's `peers = [...]` names them instead, e.g. whisper.cpp)",
     )
     runs.add_argument(
         "--floor",
