@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dwkit.bench.config import BenchConfig
-from dwkit.bench.measure import EncoderShape, encoder_flops
+from dwkit.bench.measure import WORKER_ENV, EncoderShape, encoder_flops
 from dwkit.bench.prepare import wav_seconds
 
 DEFINITIONS = {
@@ -85,4 +85,14 @@ def floor_record(floor: dict[str, Any] | None, shape: EncoderShape) -> dict[str,
         "encoder_gflop_per_window": round(flops / 1e9, 1),
         "encoder_floor_ms_bf16": round(flops / (floor["bf16_gflops"] * 1e9) * 1000, 1),
         "encoder_floor_ms_fp32": round(flops / (floor["fp32_gflops"] * 1e9) * 1000, 1),
+    }
+
+
+def worker_env_record(threads: int) -> dict[str, str]:
+    """The environment every worker ran with, and why."""
+    return {
+        **WORKER_ENV,
+        "OMP_NUM_THREADS": str(threads),
+        "why": "OMP_WAIT_POLICY=PASSIVE: on a shared 2-core machine OpenMP spin-waiting made torch "
+        "15x slower; every worker (one process per system and mode) runs with it",
     }

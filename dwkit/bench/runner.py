@@ -21,11 +21,11 @@ from dwkit.bench.compare import add_ratios, add_wer
 from dwkit.bench.config import BenchConfig
 from dwkit.bench.convert import convert_all
 from dwkit.bench.goal import goal_status
-from dwkit.bench.measure import WORKER_ENV, EncoderShape, default_threads, machine_info
+from dwkit.bench.measure import EncoderShape, default_threads, machine_info
 from dwkit.bench.plan import Target, available_peers, job_count, plan_targets, wanted_conversions
 from dwkit.bench.pool import Launcher, launch_worker, run_interleaved, run_target
 from dwkit.bench.prepare import prepare_audio, resolve_model
-from dwkit.bench.records import DEFINITIONS, audio_record, floor_record, model_record
+from dwkit.bench.records import DEFINITIONS, audio_record, floor_record, model_record, worker_env_record
 from dwkit.bench.retry import best_floor, better, starved, wait_for_quiet
 
 Step = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -84,12 +84,7 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
         "config": config.to_dict(),
         "machine": {**machine, "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
         "threads": threads,
-        "worker_env": {
-            **WORKER_ENV,
-            "OMP_NUM_THREADS": str(threads),
-            "why": "OMP_WAIT_POLICY=PASSIVE: on a shared 2-core machine OpenMP spin-waiting made torch "
-            "15x slower; every worker (one process per system and mode) runs with it",
-        },
+        "worker_env": worker_env_record(threads),
         "definitions": DEFINITIONS,
         "model": model,
         "audio": audio_record(audio_files, reference),

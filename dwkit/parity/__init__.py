@@ -11,6 +11,7 @@ Read `gate` first (the levels, top to bottom), then:
 - `candidates`: `BACKEND:PATH[:PRECISION]` specs and their checks before anything runs;
 - `audio`: the clips (given files, or the built-in speech);
 - `measures`: window agreement and segment-time deviation, pure functions;
+- `transcribe`: each side's transcription through the engine, every window's tokens kept;
 - `results`: Check / LevelResult / CandidateReport / ParityReport and their verdicts;
 - `report`: those results as JSON, a table and JUnit XML;
 - `run`: `run_parity`, the driver with its progress bar;
@@ -29,10 +30,11 @@ from dwkit.parity.config import (
     ParityConfig,
 )
 from dwkit.parity.conversions import SELF_TEST_PRECISIONS, converted_candidate
-from dwkit.parity.gate import ModeRun, ParityGate
+from dwkit.parity.gate import ParityGate
 from dwkit.parity.measures import timestamp_deviation, window_agreement
 from dwkit.parity.results import CandidateReport, Check, LevelResult, ParityReport
 from dwkit.parity.run import run_parity
+from dwkit.parity.transcribe import ModeRun
 
 __all__ = [
     "BASELINE_BACKEND",

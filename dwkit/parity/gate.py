@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,39 +28,7 @@ from dwkit.parity.candidates import Candidate
 from dwkit.parity.config import BASELINE_BACKEND, BASELINE_PRECISION, MODES, ParityConfig
 from dwkit.parity.measures import transcripts_deviation, window_agreement
 from dwkit.parity.results import CandidateReport, Check, LevelResult
-
-
-class _Recorder:
-    """A backend that also keeps the tokens of every hypothesis it generates, in order."""
-
-    def __init__(self, backend: Any):
-        self._backend = backend
-        self.windows: list[list[int]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-    def generate(self, enc: Any, prompts: list[list[int]], opts: Any) -> list[Any]:
-        hypotheses = self._backend.generate(enc, prompts, opts)
-        self.windows.extend(list(h.tokens) for h in hypotheses)
-        return hypotheses
-
-
-@dataclass
-class ModeRun:
-    """One backend's transcription of every clip in one mode."""
-
-    transcripts: list[Any]  # dwkit.results.Transcript per clip
-    windows: list[list[list[int]]]  # per clip, the tokens of each decoded window
-    seconds: float
-
-
-def _no_timestamps_prompt(info: Any) -> list[int]:
-    """The prompt dwkit.compare uses: <|startoftranscript|> [<|en|> <|transcribe|>] <|notimestamps|>."""
-    prompt = [info.sot]
-    if info.multilingual and info.transcribe is not None:
-        prompt += [info.lang_to_id.get("<|en|>", next(iter(info.lang_to_id.values()))), info.transcribe]
-    return prompt + [info.no_timestamps]
+from dwkit.parity.transcribe import ModeRun, no_timestamps_prompt, transcribe_clips
 
 
 def _one_line(exc: BaseException) -> str:
@@ -148,7 +115,7 @@ class ParityGate:
         """(encoder states, first-step logits) of the baseline for each clip's first window."""
         if self._numerics is None:
             backend = self.baseline
-            prompt = _no_timestamps_prompt(backend.info)
+            prompt = no_timestamps_prompt(backend.info)
             self._numerics = []
             for mel in self._mels(backend.info.n_mels):
                 enc = backend.encode(mel)
@@ -171,19 +138,9 @@ class ParityGate:
         return [log_mel(clip.samples[:N_SAMPLES], n_mels)[None] for clip in self.audio.short]
 
     def _transcribe(self, backend: Any, tokenizer: Any, mode: str) -> ModeRun:
-        from dwkit.features import N_SAMPLES
-        from dwkit.transcriber import Transcriber
-
-        recorder = _Recorder(backend)
-        transcriber = Transcriber(recorder, tokenizer, self.config.longform(mode))  # type: ignore[arg-type]
-        transcripts, windows = [], []
-        started = time.perf_counter()
-        for clip in self.audio.for_mode(mode):  # one at a time: window lists stay aligned per clip
-            recorder.windows = []
-            samples = clip.samples[:N_SAMPLES] if mode == "short" else clip.samples
-            transcripts.append(transcriber.transcribe(samples))
-            windows.append(recorder.windows)
-        return ModeRun(transcripts, windows, time.perf_counter() - started)
+        return transcribe_clips(
+            backend, tokenizer, self.config.longform(mode), self.audio.for_mode(mode), mode
+        )
 
     # -- candidates -------------------------------------------------------------------------
 
@@ -255,7 +212,7 @@ class ParityGate:
         try:
             reference = self.baseline_numerics()
             self._step(f"{label} numerics")
-            prompt = _no_timestamps_prompt(self.baseline.info)
+            prompt = no_timestamps_prompt(self.baseline.info)
             measured = _numerics(backend, self._mels(backend.info.n_mels), reference, prompt)
             result.checks = [
                 Check(metric, value, limits.get(metric)) for metric, (value, _) in measured.items()
