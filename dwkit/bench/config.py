@@ -189,7 +189,7 @@ def load_toml(path: Path) -> dict[str, Any]:
     if "audio" in data:
         data["audio"] = [_relative(base, a) for a in data["audio"]]
     if "goal" in data:
-        data["goal"] = Goal.load(data["goal"], base)
+        data["goal"] = Goal.load(data["goal"], base, origin=f"{path}: [goal]")
     for key in ("output", "cache_dir"):
         if key in data:
             data[key] = Path(data[key])

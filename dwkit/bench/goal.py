@@ -36,9 +36,9 @@ class Goal:
             raise ConfigError(f"goal {self.name!r}: speedup_min needs a reference (a row label)")
 
     @classmethod
-    def load(cls, value: str | dict[str, Any], base: Path) -> Goal:
-        """A `[goal]` table, or the path (relative to `base`) of a TOML file holding one."""
-        origin = "[goal]"
+    def load(cls, value: str | dict[str, Any], base: Path, origin: str = "[goal]") -> Goal:
+        """A `[goal]` table, or the path (relative to `base`) of a TOML file holding one;
+        `origin` names the table in errors."""
         if isinstance(value, str):
             path = Path(value).expanduser()
             path = path if path.is_absolute() else base / path
