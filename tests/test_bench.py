@@ -5,18 +5,25 @@ and no timing assertions."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from dwkit.bench.compare import add_ratios
 from dwkit.bench.config import BenchConfig, load_toml, parse_backends
+from dwkit.bench.goal import Goal, goal_status
 from dwkit.bench.measure import CallTimer, EncoderShape, encoder_flops, percentile, summarise_latencies
-from dwkit.bench.runner import add_ratios, best_floor, better, launch_worker, run_bench, starved
+from dwkit.bench.pool import launch_worker
+from dwkit.bench.retry import best_floor, better, starved
+from dwkit.bench.runner import run_bench
 from dwkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+ISSUE_9_GOAL = REPO / "benchmarks" / "goals" / "issue_9.toml"
 RUN_FIELDS = (
     "rtfx",
     "rtfx_per_repeat",
@@ -121,6 +128,92 @@ def test_committed_configs_load(tmp_path):
         load_toml(bad)
 
 
+def _goal_result(reference_rtfx: float | None, encoder_ms: float = 150.0) -> dict[str, Any]:
+    rows = [{"system": "dwkit", "label": "ct2 int8", "mode": "sequential", "rtfx": 30.0,
+             "encoder_ms_per_window": encoder_ms}]  # fmt: skip
+    if reference_rtfx is not None:
+        rows.append({"system": "faster-whisper", "label": "faster-whisper int8", "mode": "sequential",
+                     "rtfx": reference_rtfx, "encoder_ms_per_window": 90.0})  # fmt: skip
+    architecture = {"d_model": 1280, "encoder_layers": 32, "decoder_layers": 2, "num_mel_bins": 128}
+    return {
+        "results": rows,
+        "model": {"architecture": architecture},
+        "floor": {"encoder_floor_ms_bf16": 100.0},
+    }
+
+
+def test_the_goal_comes_from_the_config_and_is_judged_on_the_run():
+    goal = load_toml(REPO / "benchmarks" / "configs" / "distil_large_v3_5_synthetic.toml")["goal"]
+    assert (goal.name, goal.reference, goal.speedup_min, goal.encoder_vs_bf16_floor_max) == (
+        "issue 9",
+        "faster-whisper int8",
+        2.5,
+        1.5,
+    )
+    met = goal_status(_goal_result(reference_rtfx=10.0), goal)
+    assert met["met"] is True and met["architecture_matches"] is True
+    assert met["speedup_vs_reference"] == 3.0 and met["encoder_vs_bf16_floor"] == 1.5
+    slow = goal_status(_goal_result(reference_rtfx=15.0), goal)
+    assert slow["met"] is False and slow["speedup_gap"] == 1.25
+    assert goal_status(_goal_result(reference_rtfx=10.0, encoder_ms=160.0), goal)["met"] is False
+    assert goal_status(_goal_result(reference_rtfx=None), goal)["met"] is None  # reference did not run
+    assert goal_status(_goal_result(reference_rtfx=10.0), None) is None
+
+
+def test_a_bad_goal_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown goal keys speedup"):
+        Goal.load({"name": "x", "speedup": 2.0}, tmp_path)
+    with pytest.raises(ConfigError, match="speedup_min needs a reference"):
+        Goal.load({"name": "x", "speedup_min": 2.0}, tmp_path)
+    with pytest.raises(ConfigError, match="no such file"):
+        Goal.load("missing.toml", tmp_path)
+
+
+def test_a_conversion_is_cached_once_for_parity_and_bench_alike(random_tiny80_dir, tmp_path):
+    from dwkit.conversion_cache import cached_conversion, conversion_dir
+
+    source = tmp_path / "source"
+    shutil.copytree(random_tiny80_dir, source)
+    made: list[Path] = []
+
+    def convert(out: Path) -> dict[str, Any]:
+        made.append(out)
+        out.mkdir(parents=True)
+        (out / "dwkit.json").write_text("{}")
+        return {"seconds": 1.0}
+
+    out, result = cached_conversion(source, "ct2", "int8", convert, tmp_path / "cache")
+    again, cached = cached_conversion(source, "ct2", "int8", convert, tmp_path / "cache")
+    assert (result, cached, again, made) == ({"seconds": 1.0}, None, out, [out])
+    assert conversion_dir(source, "ct2", "float32", tmp_path / "cache") != out
+    weights = source / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert conversion_dir(source, "ct2", "int8", tmp_path / "cache") != out  # the source changed
+
+
+def test_peers_are_the_defaults_or_named_and_whisper_cpp_runs_each_ggml_file(random_tiny80_dir):
+    pytest.importorskip("pywhispercpp")
+    from dwkit.bench.convert import Conversions
+    from dwkit.bench.plan import available_peers, plan_targets
+
+    def plan(**settings: Any) -> list[tuple[str, str, str]]:
+        config = BenchConfig(
+            model=str(random_tiny80_dir), backends=parse_backends("ggml:q8_0,ggml:f16"), **settings
+        )
+        targets = plan_targets(config, random_tiny80_dir, Conversions(), available_peers(config))
+        return [(t.system, t.label, t.mode) for t in targets]
+
+    dwkit_rows = [("dwkit", label, "sequential") for label in ("hf fp32", "ggml q8_0", "ggml f16")]
+    assert plan(peers=["whisper.cpp"], modes=("sequential",)) == dwkit_rows + [
+        ("whisper.cpp", "whisper.cpp q8_0", "sequential"),
+        ("whisper.cpp", "whisper.cpp f16", "sequential"),
+    ]
+    assert not any(system == "whisper.cpp" for system, _, _ in plan(peers=True))  # named only
+    assert plan(peers=["whisper.cpp"], modes=("sequential",), tokens_per_window=4) == dwkit_rows
+    with pytest.raises(ConfigError, match="peers whisper: choose from faster-whisper"):
+        BenchConfig(model="tiny.en", peers=["whisper"])
+
+
 # -- the worker -------------------------------------------------------------------------------
 
 
@@ -151,6 +244,21 @@ def test_worker_returns_every_field_and_decodes_exactly_n_tokens_per_window(rand
     assert result["rtfx"] > 0 and result["encoder_ms_per_window"] > 0 and result["decoder_ms_per_token"] > 0
     assert result["latency_p50_s"] <= result["latency_p95_s"]
     assert result["size_mb"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_whisper_cpp_transcribes_the_ggml_file_as_a_peer(tiny_en_dir, speech_short, simple_wer):
+    pytest.importorskip("pywhispercpp")
+    from dwkit.bench.worker import run_job
+    from dwkit.parity import converted_candidate
+
+    ggml = converted_candidate(tiny_en_dir, "ggml", "f16").path  # the conversion parity_tests reuses
+    audio, spoken = speech_short
+    job = {"kind": "run", "system": "whisper.cpp", "backend": "ggml", "precision": "f16", "model_dir": str(ggml),
+           "mode": "sequential", "audio": [str(audio)], "repeat": 1, "threads": 1, "language": "en", "warmup": False}  # fmt: skip
+    result = run_job(job)
+    assert "error" not in result, result
+    assert result["rtfx"] > 0 and result["encoder_ms_per_window"] is None  # one C call: not split
+    assert simple_wer(spoken, result["texts"][0]) < 0.3
 
 
 def test_a_worker_failure_comes_back_as_one_line():
@@ -227,19 +335,31 @@ def _fake_launcher(calls: list[dict[str, Any]]):
     return launch
 
 
-def test_the_baseline_is_always_run_and_reports_are_written(random_tiny80_dir, speech_short, tmp_path):
-    calls: list[dict[str, Any]] = []
+def _fake_run(model_dir: Path, audio: Path, tmp_path: Path, calls: list[dict[str, Any]], **settings: Any):
+    """run_bench on the fake launcher, writing under tmp_path, without peers."""
     config = BenchConfig(
-        model=str(random_tiny80_dir),
-        backends=parse_backends("hf:bf16,ct2:int8"),
-        audio=[speech_short[0]],
-        repeat=2,
+        model=str(model_dir),
+        audio=[audio],
         output=tmp_path / "out",
-        name="fake",
         peers=False,
         cache_dir=tmp_path / "cache",
+        **settings,
     )
-    result = run_bench(config, progress=False, launch=_fake_launcher(calls))
+    return run_bench(config, progress=False, launch=_fake_launcher(calls))
+
+
+def test_the_baseline_is_always_run_and_reports_are_written(random_tiny80_dir, speech_short, tmp_path):
+    calls: list[dict[str, Any]] = []
+    result = _fake_run(
+        random_tiny80_dir,
+        speech_short[0],
+        tmp_path,
+        calls,
+        backends=parse_backends("hf:bf16,ct2:int8"),
+        repeat=2,
+        name="fake",
+        goal=Goal.load(str(ISSUE_9_GOAL), REPO),
+    )
     runs = [c for c in calls if c["kind"] == "run"]
     assert [(c["backend"], c["precision"], c["mode"]) for c in runs] == [
         ("hf", "fp32", "sequential"),
@@ -303,3 +423,11 @@ def test_bench_cli_runs_real_workers_end_to_end(random_tiny80_dir, speech_short,
     assert row["label"] == "hf fp32" and len(row["latencies_s"]) == 2
     assert row["tokens"] == 4 and row["tokens_per_window"] == 2.0 and row["vs_baseline"]["speedup"] == 1.0
     assert (tmp_path / "e2e.md").is_file() and (tmp_path / "e2e.png").is_file()
+
+
+def test_a_run_without_a_goal_reports_none(random_tiny80_dir, speech_short, tmp_path):
+    from dwkit.bench.report import markdown
+
+    result = _fake_run(random_tiny80_dir, speech_short[0], tmp_path, [], repeat=1, name="nogoal")
+    assert result["goal"] is None
+    assert "Goal" not in markdown(result) and "| dwkit hf fp32 | sequential |" in markdown(result)

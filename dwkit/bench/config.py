@@ -6,10 +6,11 @@ keys named like the flags with `_` for `-`); flags given on the command line win
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dwkit.bench.goal import Goal
 from dwkit.errors import ConfigError
 from dwkit.longform.options import MODES
 from dwkit.tomlfile import read_toml_file
@@ -19,6 +20,25 @@ BASELINE = ("hf", "fp32")
 # Synthetic models never emit end-of-text sensibly: decode this many tokens per window instead.
 DEFAULT_SYNTHETIC_TOKENS = 16
 DEFAULT_AUDIO_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A reference system run beside dwkit on the same model files and audio."""
+
+    mode: str  # the long-form mode it is compared in
+    module: str  # what must be importable for it to run here
+    reads: str  # the backend whose converted directory it loads
+    default: bool  # run with `peers = true` (the others only when named)
+
+
+PEERS = {
+    "faster-whisper": Peer("sequential", "faster_whisper", "ct2", default=True),
+    "transformers-pipeline": Peer("chunked", "transformers", "hf", default=True),
+    # whisper.cpp's own whisper_full (pywhispercpp) on each ggml file asked for: its decoding
+    # rules are not transformers', so it is a speed reference, not a parity one.
+    "whisper.cpp": Peer("sequential", "pywhispercpp", "ggml", default=False),
+}
 
 
 @dataclass(frozen=True)
@@ -89,13 +109,14 @@ class BenchConfig:
     tokens_per_window: int | None = None  # force exactly N decoded tokens per window
     batch_size: int = 8
     language: str = "en"
-    peers: bool = True  # faster-whisper and transformers' pipeline, where installed
+    peers: bool | list[str] = True  # true: PEERS' defaults, where installed; or a list of names
     floor: bool = True  # measure the fp32 / bf16 matmul floor
     warmup: bool = True
     interleave: bool = True  # repeats round-robin across the systems of a mode (all loaded at once)
     retry_starved: bool = True  # not interleaved: run a row again when a busy machine starved it
     cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
     timeout_s: float = 3600.0  # per worker job
+    goal: Goal | None = None  # what this benchmark should show (benchmarks/goals/*.toml)
     command: str | None = None  # how the run was started, for the record
 
     def __post_init__(self) -> None:
@@ -106,6 +127,8 @@ class BenchConfig:
             raise ConfigError(f"modes {', '.join(unknown) or '(none)'}: choose from {', '.join(MODES)}")
         if self.repeat < 1:
             raise ConfigError("--repeat must be at least 1")
+        if not isinstance(self.peers, bool) and (bad := [p for p in self.peers if p not in PEERS]):
+            raise ConfigError(f"peers {', '.join(bad)}: choose from {', '.join(PEERS)} (or true / false)")
         if self.tokens_per_window is not None and not 1 <= self.tokens_per_window <= 200:
             raise ConfigError("--tokens-per-window must be between 1 and 200")
         if self.synthetic_audio is not None and self.synthetic_audio <= 0:
@@ -133,6 +156,8 @@ class BenchConfig:
             value = getattr(self, f.name)
             if f.name == "backends":
                 value = [f"{s.backend}:{s.precision}" for s in value]
+            elif isinstance(value, Goal):
+                value = asdict(value)
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, (list, tuple)):
@@ -155,6 +180,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         data["modes"] = tuple(data["modes"].split(",") if isinstance(data["modes"], str) else data["modes"])
     if "audio" in data:
         data["audio"] = [_relative(base, a) for a in data["audio"]]
+    if "goal" in data:
+        data["goal"] = Goal.load(data["goal"], base, origin=f"{path}: [goal]")
     for key in ("output", "cache_dir"):
         if key in data:
             data[key] = Path(data[key])

@@ -49,7 +49,7 @@ from dwkit.errors import ConfigError  # noqa: E402
 
 SAMPLE_RATE = 16000
 WARMUP_SECONDS = 10.0
-SYSTEMS = ("dwkit", "faster-whisper", "transformers-pipeline")
+SYSTEMS = ("dwkit", "faster-whisper", "transformers-pipeline", "whisper.cpp")
 # faster-whisper measures compression on text (OpenAI's), dwkit on token ids (transformers'):
 # each keeps its own default threshold for its own measure.
 FASTER_WHISPER_COMPRESSION_THRESHOLD = 2.4
@@ -348,10 +348,37 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
     return Loaded(transcribe, encoder, decoder, settings)
 
 
+def load_whisper_cpp(job: dict[str, Any]) -> Loaded:
+    """whisper.cpp's own whisper_full (pywhispercpp) on the same ggml file, with its own
+    decoding rules. Encoding and decoding happen inside one C call, so neither is timed apart."""
+    from pywhispercpp.model import Model
+
+    from dwkit.converters.ggml import MODEL_FILE
+
+    params: dict[str, Any] = {"language": job.get("language") or "en"}
+    if job.get("threads"):
+        params["n_threads"] = int(job["threads"])
+    model = Model(
+        str(Path(job["model_dir"]) / MODEL_FILE),
+        redirect_whispercpp_logs_to=None,
+        print_progress=False,
+        print_realtime=False,
+        **params,
+    )
+
+    def transcribe(samples: np.ndarray) -> str:
+        return " ".join(segment.text for segment in model.transcribe(samples))
+
+    untimed = CallTimer(lambda *a: None)
+    settings = {"mode": "sequential (whisper.cpp whisper_full, its defaults)", **params}
+    return Loaded(transcribe, untimed, CallTimer(lambda *a: None), settings)
+
+
 LOADERS: dict[str, Callable[[dict[str, Any]], Loaded]] = {
     "dwkit": load_dwkit,
     "faster-whisper": load_faster_whisper,
     "transformers-pipeline": load_pipeline,
+    "whisper.cpp": load_whisper_cpp,
 }
 
 # -- preparation jobs -------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--peers",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also run faster-whisper (sequential) and transformers' pipeline (chunked) where installed",
+        help="also run faster-whisper (sequential) and transformers' pipeline (chunked) where installed "
+        "(a config's `peers = [...]` names them instead, e.g. whisper.cpp)",
     )
     runs.add_argument(
         "--floor",
@@ -79,6 +80,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "average said other processes held them; keep the better run (default on)",
     )
     runs.add_argument("--timeout", type=float, help="seconds per worker job (default 3600)")
+    runs.add_argument(
+        "--goal",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of the goal to judge the run against (e.g. benchmarks/goals/issue_9.toml)",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "--output", type=Path, help="directory for the JSON, markdown and PNG (default bench-results)"
@@ -94,6 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from dwkit.bench.config import load_toml, merged, parse_backends
+    from dwkit.bench.goal import Goal
 
     file_values = load_toml(args.config) if args.config else {}
     flags = {
@@ -113,6 +121,7 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "interleave": args.interleave,
         "retry_starved": args.retry_starved,
         "timeout_s": args.timeout,
+        "goal": Goal.load(str(args.goal), Path.cwd()) if args.goal else None,
         "output": args.output,
         "name": args.name,
         "cache_dir": args.cache_dir,

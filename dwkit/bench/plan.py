@@ -1,0 +1,132 @@
+"""What a run will do, before it does it: the reference systems installed here, the
+conversions the backend specs need, and every (system, mode) row in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dwkit.bench.config import PEERS, BenchConfig, SystemSpec
+from dwkit.bench.convert import Conversions
+
+
+@dataclass
+class Target:
+    """One row-to-be: a system at a precision on a model directory, in one mode."""
+
+    system: str  # "dwkit" or a peer's name (bench.config.PEERS)
+    backend: str
+    precision: str
+    mode: str
+    model_dir: Path | None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.system == "dwkit":
+            return f"{self.backend} {self.precision}"
+        return f"{self.system} {self.precision}"
+
+
+def available_peers(config: BenchConfig) -> list[str]:
+    """The reference systems this run compares with: those `peers` asks for, installed here,
+    whose mode is run; whisper.cpp only where a ggml spec is asked for, decoding freely."""
+    import importlib.util
+
+    if config.peers is False:
+        return []
+    names = [n for n, peer in PEERS.items() if peer.default] if config.peers is True else config.peers
+    found = []
+    for name in names:
+        peer = PEERS[name]
+        if peer.mode not in config.modes or importlib.util.find_spec(peer.module) is None:
+            continue
+        if peer.reads == "ggml" and config.tokens_per_window:  # whisper_full cannot be forced
+            continue
+        if peer_specs(name, config):
+            found.append(name)
+    return found
+
+
+def peer_specs(name: str, config: BenchConfig) -> list[SystemSpec]:
+    """The model directories (as backend specs) peer `name` runs on, one row each."""
+    if PEERS[name].reads == "ct2":
+        return [SystemSpec("ct2", precision) for precision in faster_whisper_precisions(config)]
+    if PEERS[name].reads == "ggml":
+        return [spec for spec in config.backends if spec.backend == "ggml"]
+    return [SystemSpec("hf", "fp32")]
+
+
+def faster_whisper_precisions(config: BenchConfig) -> list[str]:
+    """int8 (faster-whisper's usual CPU choice) plus the compute type of every ct2 spec requested."""
+    found = ["int8"]
+    for spec in config.backends:
+        if spec.backend == "ct2" and spec.precision not in found:
+            found.append(spec.precision)
+    return found
+
+
+def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
+    """(format, precision) to convert to for `spec`; None for transformers itself.
+
+    CTranslate2 quantises when converting and again at load time: a compute type its
+    converter knows is converted to directly (its size on disk is then the real one); any
+    other (int16, ...) runs from the converter's default float16 directory.
+    """
+    from dwkit.runtimes import spec as declaration
+
+    formats = declaration(spec.backend).formats
+    if "hf" in formats:
+        return None  # runs the transformers checkpoint itself
+    if spec.backend == "ct2":
+        from dwkit.converters import format_module
+
+        module = format_module("ct2")
+        return ("ct2", spec.precision if spec.precision in module.PRECISIONS else module.DEFAULT_PRECISION)
+    return (formats[-1], spec.precision)  # trt reads (trt, onnx): it builds its engines from onnx
+
+
+def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
+    """Every (format, precision) the run needs, each once, onnx fp32 first (its export is reused)."""
+    specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
+    wanted = [c for c in (conversion_for(s) for s in specs) if c is not None]
+    return sorted(set(wanted), key=lambda c: (c[0], c[1] != "fp32", c[1]))
+
+
+def plan_targets(
+    config: BenchConfig, model_dir: Path, conversions: Conversions, peers: list[str]
+) -> list[Target]:
+    """Every (system, mode) to run, mode by mode, the baseline first in each."""
+    targets = []
+    for mode in config.modes:
+        targets += [_target("dwkit", spec, mode, model_dir, conversions) for spec in config.backends]
+        for name in peers:
+            if PEERS[name].mode == mode:
+                targets += [
+                    _target(name, spec, mode, model_dir, conversions) for spec in peer_specs(name, config)
+                ]
+    return targets
+
+
+def _target(system: str, spec: SystemSpec, mode: str, model_dir: Path, conversions: Conversions) -> Target:
+    """`spec` run by `system` on its converted directory (an error when the conversion failed)."""
+    converted = conversion_for(spec)
+    if converted is None:
+        return Target(system, spec.backend, spec.precision, mode, model_dir)
+    return Target(
+        system,
+        spec.backend,
+        spec.precision,
+        mode,
+        conversions.dirs.get(converted),
+        error=conversions.error(converted),
+    )
+
+
+def job_count(config: BenchConfig, peers: list[str]) -> int:
+    """Progress-bar steps of a run: preparation jobs, then load/warm-up and each repeat per row."""
+    runs = len(config.modes) * len(config.backends) + sum(len(peer_specs(name, config)) for name in peers)
+    prepare = (
+        int(bool(config.synthetic_model)) + len(wanted_conversions(config, peers)) + 2 * int(config.floor)
+    )
+    return prepare + runs * (config.repeat + 1)  # a run: loading and warm-up, then each repeat

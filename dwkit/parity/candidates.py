@@ -1,0 +1,73 @@
+"""A candidate of the gate: `BACKEND:PATH[:PRECISION]`, and the checks made before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dwkit.errors import ConfigError, ModelError
+from dwkit.parity.config import BASELINE_PRECISION
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to gate: `BACKEND:PATH[:PRECISION]`."""
+
+    backend: str
+    path: Path
+    precision: str | None  # as given; None: the model's own
+    spec: str
+
+    @classmethod
+    def parse(cls, spec: str) -> Candidate:
+        from dwkit.runtimes import names
+
+        backend, sep, rest = spec.partition(":")
+        if not sep or not rest or backend not in names():
+            raise ConfigError(
+                f"candidate {spec!r}: expected BACKEND:PATH[:PRECISION] with BACKEND one of {', '.join(names())}"
+            )
+        path, precision = rest, None
+        head, sep, tail = rest.rpartition(":")
+        if sep and head and tail and "/" not in tail and not Path(rest).expanduser().exists():
+            path, precision = head, tail
+        return cls(backend, Path(path).expanduser(), precision, spec)
+
+    def resolve_precision(self) -> str:
+        """The precision it runs at: as given, else hf's fp32, else the manifest's, checked against the backend."""
+        from dwkit.manifest import read_manifest
+        from dwkit.runtimes import backend_of, spec
+
+        if not self.path.is_dir():
+            raise ModelError(f"candidate {self.spec!r}: {self.path}: no such model directory")
+        found = backend_of(self.path)
+        declared = spec(self.backend)
+        if found not in declared.formats:
+            raise ConfigError(f"candidate {self.spec!r}: {self.path} is a {found} model, not {self.backend}")
+        known = declared.accepted_precisions
+        if self.precision is not None:
+            if self.precision not in known:
+                raise ConfigError(
+                    f"candidate {self.spec!r}: {self.backend} precision {self.precision!r}; "
+                    f"choose one of {', '.join(known)}"
+                )
+            return self.precision
+        if found == "hf":
+            return declared.default_precision or BASELINE_PRECISION
+        stored = (read_manifest(self.path) or {}).get("precision")
+        if not stored:
+            raise ConfigError(
+                f"candidate {self.spec!r}: {self.path} does not record its precision; "
+                f"give it as {self.backend}:PATH:PRECISION"
+            )
+        return str(stored)
+
+
+def check_available(backend: str) -> None:
+    """Raise BackendUnavailable, with its reason, when `backend` cannot run on this machine."""
+    from dwkit.errors import BackendUnavailable
+    from dwkit.runtimes import unavailable_reason
+
+    reason = unavailable_reason(backend)
+    if reason:
+        raise BackendUnavailable(f"backend {backend}: {reason}")
