@@ -84,7 +84,7 @@ def _run(
     from ray.exceptions import RayError
 
     batch = config.batch
-    started = _connect(ray, address, batch)
+    started = connect_ray(ray, address, batch)
     bar = BatchProgress(len(todo), progress)
     relative = {f.path: f.relative for f in todo}
     pending: list[dict[str, Any]] = []
@@ -173,7 +173,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def _connect(ray: Any, address: str | None, batch: BatchSection) -> bool:
+def connect_ray(ray: Any, address: str | None, batch: BatchSection) -> bool:
     """Join `address`, or start a local Ray sized by the config; False when already connected."""
     if ray.is_initialized():
         return False
