@@ -98,7 +98,21 @@ class LongformSection:
     return_timestamps: bool = _LONGFORM.return_timestamps
 
 
-TABLES: dict[str, type] = {"decode": DecodeSection, "longform": LongformSection}
+@dataclass
+class BatchSection:
+    """`[batch]`: how `dwkit batch` (dwkit.batch) spreads a corpus over Ray actors and writes it."""
+
+    actors: int = _key(1, minimum=1)  # one long-form engine (one loaded model) each
+    cpus_per_actor: float = _key(1.0, above=0)  # local Ray gets actors x this many CPUs
+    gpus_per_actor: float = _key(0.0, minimum=0)  # 1 with device = "cuda": an actor per GPU
+    files_per_batch: int = _key(4, minimum=1)  # files per transcribe_batch call in an actor
+    shard_files: int = _key(64, minimum=1)  # records per output shard (the unit a kill can lose)
+    shard_formats: list[str] = _key(factory=lambda: ["parquet"], choices=("parquet", "jsonl"), nonempty=True)
+    file_formats: list[str] = _key(factory=list, choices=OUTPUT_FORMATS)  # also one file per input
+    object_store_mb: int = _key(256, minimum=80)  # local Ray's object store (records are small)
+
+
+TABLES: dict[str, type] = {"decode": DecodeSection, "longform": LongformSection, "batch": BatchSection}
 
 
 @dataclass
@@ -122,6 +136,7 @@ class Config:
     output_format: str = _key("txt", choices=OUTPUT_FORMATS)
     decode: DecodeSection = field(default_factory=DecodeSection)
     longform: LongformSection = field(default_factory=LongformSection)
+    batch: BatchSection = field(default_factory=BatchSection)
     # Not keys: where the values came from, and what `check` resolved.
     source: Path | None = field(default=None, compare=False, repr=False)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
