@@ -16,6 +16,7 @@ COMMANDS = {
     "backends": "dwkit.cli.backends",
     "bench": "dwkit.cli.bench",
     "parity": "dwkit.cli.parity",
+    "serve": "dwkit.cli.serve",
 }
 
 
