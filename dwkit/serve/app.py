@@ -86,6 +86,7 @@ class Service:
         serve = config.serve
         self.config = config
         self.transcriber = transcriber
+        self.options = config.to_longform_options()  # each request's starting point
         self.model_name = serve.model_name or Path(config.model or "dwkit").name
         self.api_key = environ.get(serve.api_key_env) or None
         self.created = int(time.time())
@@ -149,7 +150,7 @@ class Service:
         fields = await read_fields(
             await parse_form(request, body), self.transcriber.tokenizer, (self.model_name,)
         )
-        options = request_options(self.transcriber.options, fields, task)
+        options = request_options(self.options, fields, task)
         if fields.stream and options.mode != "sequential":
             raise ApiError(
                 400,
