@@ -8,7 +8,6 @@ come from `dwkit transcribe --config` on the same config file the servers use.
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,19 +96,73 @@ def clips(dwkit_cache: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def reference(config_file: Path) -> Callable[..., str]:
-    """`reference(audio_path, fmt, *flags)`: what `dwkit transcribe --config` prints for it (cached)."""
+def reference(config_file: Path, serve_dir: Path) -> Callable[..., Any]:
+    """`reference(audio, fmt, *flags)`: what `dwkit transcribe --config` writes for `audio`, a
+    path (its text) or a list of paths (their texts, from one run over all of them); cached."""
     from dwkit.cli.main import main
 
     outputs: dict[tuple[Any, ...], str] = {}
+    runs = iter(range(1000))
 
-    def run(audio: Path, fmt: str = "txt", *flags: str) -> str:
-        key = (str(audio), fmt, flags)
-        if key not in outputs:
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                assert main(["transcribe", "--config", str(config_file), str(audio), "-f", fmt, *flags]) == 0
-            outputs[key] = out.getvalue()
-        return outputs[key]
+    def run(audio: Path | list[Path], fmt: str = "txt", *flags: str) -> Any:
+        audios = audio if isinstance(audio, list) else [audio]
+        missing = [a for a in audios if (str(a), fmt, flags) not in outputs]
+        if missing:
+            out_dir = serve_dir / f"reference-{next(runs)}"
+            out_dir.mkdir()
+            args = ["transcribe", "--config", str(config_file), *map(str, missing), "-f", fmt, *flags]
+            assert main([*args, "-o", str(out_dir)]) == 0
+            for a in missing:
+                outputs[(str(a), fmt, flags)] = (out_dir / f"{a.stem}.{fmt}").read_text(encoding="utf-8")
+        texts = [outputs[(str(a), fmt, flags)] for a in audios]
+        return texts if isinstance(audio, list) else texts[0]
 
     return run
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """A sample's value on the server's /metrics page (0 when absent)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics") as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit_s: float = 120) -> None:
+    """Poll until `condition()` holds (a state to reach, not a speed: the limit only stops a hang)."""
+    import time
+
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def raw_upload(url: str, audio: bytes, **fields: str):  # type: ignore[no-untyped-def]
+    """A socket that has sent a transcription request's head and `multipart` body bytes; the
+    caller sends the rest (or not) and closes it, as a client that goes away would."""
+    import socket
+    from urllib.parse import urlparse
+
+    boundary = "dwkit-test-boundary"
+    head = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in fields.items()
+    )
+    head += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    body = head.encode() + audio + f"\r\n--{boundary}--\r\n".encode()
+    address = urlparse(url)
+    sock = socket.create_connection((address.hostname, address.port))
+    request = (
+        f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return sock, request.encode() + body
