@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -166,7 +167,7 @@ class Service:
         self.metrics.audio_seconds.inc(transcript.duration)
         return transcript_response(transcript, fields.response_format, task)
 
-    async def _samples(self, fields: AudioRequest):  # type: ignore[no-untyped-def]
+    async def _samples(self, fields: AudioRequest) -> np.ndarray:
         try:
             samples = await asyncio.to_thread(load_audio, fields.audio)
         except AudioError as exc:
@@ -265,9 +266,10 @@ async def _disconnected(receive: Receive) -> None:
 def create_app(
     config: Config, transcriber: Transcriber | None = None, environ: Mapping[str, str] | None = None
 ) -> FastAPI:
-    """The server for `config`; the model is loaded here, once (or `transcriber` is used, e.g.
-    one loaded model shared by several test servers). `environ` (default os.environ) holds
-    the API key variable named by `serve.api_key_env`."""
+    """The server for `config`; its model is loaded here, once. A `transcriber` already loaded
+    for the config's model can be given instead (the tests share one between servers): the
+    config's own long-form settings still apply to every request. `environ` (default
+    os.environ) holds the API key variable named by `serve.api_key_env`."""
     if transcriber is None:
         from dwkit.api import load
 
