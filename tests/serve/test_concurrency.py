@@ -63,3 +63,15 @@ def test_client_leaving_mid_decode_frees_its_slot_and_the_next_answer_is_its_own
                 file=f, model=MODEL_NAME, response_format="text"
             )
     assert answer == reference(clips[1], "txt")
+
+
+def test_client_leaving_a_stream_frees_its_slot(start_server, clips, reference):
+    with start_server(max_concurrent=1) as url:
+        sock, request = raw_upload(url, clips[0].read_bytes(), model=MODEL_NAME, stream="true")
+        sock.sendall(request)
+        wait_for(lambda: metric(url, "dwkit_serve_batch_size_count") == 1, "the streamed decode starts")
+        sock.close()
+        wait_for(lambda: metric(url, "dwkit_serve_in_flight_requests") == 0, "the slot is given back")
+        with clips[1].open("rb") as f:
+            events = list(make_client(url).audio.transcriptions.create(file=f, model=MODEL_NAME, stream=True))
+    assert events[-1].text == reference(clips[1], "txt").strip()
