@@ -101,7 +101,9 @@ class Service:
         if self.api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self.api_key.encode()
+        ):
             raise ApiError(
                 401,
                 "invalid or missing API key: send it as 'Authorization: Bearer KEY' (the server reads it "
