@@ -112,7 +112,28 @@ class BatchSection:
     object_store_mb: int = _key(256, minimum=80)  # local Ray's object store (records are small)
 
 
-TABLES: dict[str, type] = {"decode": DecodeSection, "longform": LongformSection, "batch": BatchSection}
+@dataclass
+class ServeSection:
+    """`[serve]`: `dwkit serve`'s address, limits and dynamic batching (dwkit.serve)."""
+
+    host: str = "127.0.0.1"
+    port: int = _key(8000, minimum=0, maximum=65535)
+    model_name: str | None = None  # the `model` clients send; unset: the model directory's name
+    max_batch_size: int = _key(8, minimum=1)  # requests decoded together in one engine call
+    max_wait_ms: float = _key(20.0, minimum=0)  # how long the first request waits for company
+    max_request_mb: float = _key(25.0, above=0)  # larger uploads get 413 (OpenAI's own limit)
+    max_audio_s: float = _key(3600.0, above=0)
+    max_concurrent: int = _key(64, minimum=1)  # requests in flight; more get 429
+    request_timeout_s: float = _key(600.0, above=0)  # then 504
+    api_key_env: str = "DWKIT_SERVE_API_KEY"  # when this variable is set, requests need it as Bearer
+
+
+TABLES: dict[str, type] = {
+    "decode": DecodeSection,
+    "longform": LongformSection,
+    "batch": BatchSection,
+    "serve": ServeSection,
+}
 
 
 @dataclass
@@ -137,6 +158,7 @@ class Config:
     decode: DecodeSection = field(default_factory=DecodeSection)
     longform: LongformSection = field(default_factory=LongformSection)
     batch: BatchSection = field(default_factory=BatchSection)
+    serve: ServeSection = field(default_factory=ServeSection)
     # Not keys: where the values came from, and what `check` resolved.
     source: Path | None = field(default=None, compare=False, repr=False)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

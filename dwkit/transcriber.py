@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -9,10 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dwkit.audio import SAMPLE_RATE, AudioInput, load_audio
+from dwkit.errors import ConfigError
 from dwkit.features import recording_mel
 from dwkit.longform.chunked import transcribe_chunked
 from dwkit.longform.options import LongformOptions
-from dwkit.longform.sequential import transcribe_sequential
+from dwkit.longform.sequential import SegmentFn, transcribe_sequential
 from dwkit.results import Transcript
 from dwkit.runtimes import load as load_backend
 from dwkit.runtimes.base import Backend, RuntimeConfig
@@ -43,20 +45,30 @@ class Transcriber:
     def transcribe(self, audio: AudioInput, progress: bool = False) -> Transcript:
         return self.transcribe_batch([audio], progress=progress)[0]
 
-    def transcribe_batch(self, audios: Sequence[AudioInput], progress: bool = False) -> list[Transcript]:
+    def transcribe_batch(
+        self,
+        audios: Sequence[AudioInput],
+        progress: bool = False,
+        options: LongformOptions | None = None,
+        on_segment: Sequence[SegmentFn | None] | None = None,
+    ) -> list[Transcript]:
+        """`options` replaces the Transcriber's own for this call (a server's per-request
+        language or temperature); `on_segment[i]` receives audio i's segments as they are
+        decoded (sequential mode only: chunked segments exist only once the chunks are merged)."""
+        options = options or self.options
         # Audio and features are prepared outside the lock, so other threads' decoding overlaps.
-        if self.options.mode == "chunked":
+        if options.mode == "chunked":
+            if on_segment is not None:
+                raise ConfigError("segments can be streamed in sequential mode only (mode = sequential)")
             samples = [load_audio(a) for a in audios]
             inputs, total = samples, sum(len(s) for s in samples) / SAMPLE_RATE
             engine = transcribe_chunked
         else:  # the log-mel of each recording, streamed: its decoded audio is never held whole
             mels = [recording_mel(a, self.backend.info.n_mels) for a in audios]
             inputs, total = mels, sum(m.n_samples for m in mels) / SAMPLE_RATE
-            engine = transcribe_sequential
+            engine = functools.partial(transcribe_sequential, on_segment=on_segment)
         with self._lock, _progress_bar(total, progress) as bar:
-            transcripts = engine(
-                self.backend, self.tokenizer, inputs, self.options, bar.update if bar else None
-            )
+            transcripts = engine(self.backend, self.tokenizer, inputs, options, bar.update if bar else None)
         for transcript, audio in zip(transcripts, audios):
             transcript.backend = self.backend.name
             transcript.source = str(audio) if isinstance(audio, (str, os.PathLike)) else None

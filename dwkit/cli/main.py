@@ -17,6 +17,7 @@ COMMANDS = {
     "bench": "dwkit.cli.bench",
     "parity": "dwkit.cli.parity",
     "batch": "dwkit.cli.batch",
+    "serve": "dwkit.cli.serve",
 }
 
 

@@ -8,7 +8,7 @@ complete timestamp. Files are batched: each step encodes one window of every act
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import Tokenizer
 
 ProgressFn = Callable[[float], None]  # called with seconds of audio just finished
+SegmentFn = Callable[[Segment], None]  # called with each segment as soon as its window is decoded
 
 
 @dataclass
@@ -37,6 +38,7 @@ class WindowState:
     segments: list[Segment] = field(default_factory=list)
     condition: bool = True
     progress_scale: float = 1.0  # audio seconds per second of mel consumed
+    on_segment: SegmentFn | None = None  # streams this recording's segments (dwkit serve)
 
     @property
     def done(self) -> bool:
@@ -49,14 +51,20 @@ def transcribe_sequential(
     audios: list[np.ndarray] | list[RecordingMel],
     opts: LongformOptions,
     progress: ProgressFn | None = None,
+    on_segment: Sequence[SegmentFn | None] | None = None,
 ) -> list[Transcript]:
-    """`audios`: samples, or their log-mel already computed (`features.recording_mel` streams it)."""
+    """`audios`: samples, or their log-mel already computed (`features.recording_mel` streams it).
+    `on_segment[i]` (optional) receives recording i's segments as they are decoded."""
     info = backend.info
     recordings = [
         a if isinstance(a, RecordingMel) else RecordingMel(log_mel(a, info.n_mels, pad_to=N_SAMPLES), len(a))
         for a in audios
     ]
-    states = [WindowState(mel=r.mel, max_frames=r.mel.shape[-1], language=opts.language) for r in recordings]
+    callbacks = list(on_segment) if on_segment is not None else [None] * len(recordings)
+    states = [
+        WindowState(mel=r.mel, max_frames=r.mel.shape[-1], language=opts.language, on_segment=fn)
+        for r, fn in zip(recordings, callbacks)
+    ]
     consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
     return [_transcript(tokenizer, s, r.n_samples) for s, r in zip(states, recordings)]
 
@@ -121,7 +129,11 @@ def _step(
             state.seek += frames
         else:
             raw, advance = split_window(hyp.tokens, info.timestamp_begin, state.seek * FRAME_SECONDS, frames)
-            state.segments.extend(_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw)
+            new = [_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw]
+            state.segments.extend(new)
+            if state.on_segment is not None:
+                for segment in new:
+                    state.on_segment(segment)
             state.seek += advance
         if progress:
             progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
