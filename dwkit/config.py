@@ -39,10 +39,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
-import re
 import sys
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,16 +47,17 @@ from typing import Any
 
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
-from dwkit.longform.options import MODES, TASKS, LongformOptions
+from dwkit.longform.options import LongformOptions
 from dwkit.runtimes.base import RuntimeConfig
-from dwkit.tomlfile import read_toml_file, read_toml_text
+from dwkit.schema import describe, hints, key_fields, make, option, read_value, same_as, spec_of, table_class
+from dwkit.schema import show as _show
+from dwkit.tomlfile import read_toml_file
 
 logger = logging.getLogger(__name__)
 
 BACKEND_NAMES = ("hf", "ct2", "onnx", "trt", "ggml")
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")  # dwkit.writers.FORMATS (not imported: keep this light)
 ENV_PREFIX = "DWKIT_"
-NONE = "none"  # how TOML and the environment spell "unset" for an optional key
 
 # What `backend = "auto"` tries for each kind of model directory (its dwkit.json format, or
 # hf for a transformers checkpoint), best first; the first one usable here wins.
@@ -74,44 +72,9 @@ _KNOWN_PRECISIONS = {"trt": ("fp32", "fp16", "bf16")}
 # Backends that run a converted directory at the precision it was converted to, only.
 _FIXED_PRECISION = ("onnx", "ggml")
 
-_LONGFORM = LongformOptions()
-_DECODE = DecodeOptions()
-
-
-def _key(default: Any = None, *, factory: Any = None, **rules: Any) -> Any:
-    """A config key: its default and its value rules (minimum, above, maximum, choices, pattern)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata=rules)
-    return field(default=default, metadata=rules)
-
-
-@dataclass
-class DecodeSection:
-    """`[decode]`: how each 30 s window is decoded (dwkit.decoding.DecodeOptions)."""
-
-    beam_size: int = _key(_DECODE.beam_size, minimum=1)
-    patience: float = _key(_DECODE.patience, above=0)
-    length_penalty: float | None = _DECODE.length_penalty
-    suppress_tokens: list[int] | None = None  # unset: the model's own list; [] suppresses nothing
-    suppress_blank: bool = _DECODE.suppress_blank
-    max_new_tokens: int | None = _key(_DECODE.max_new_tokens, minimum=1)
-    seed: int | None = _DECODE.seed
-
-
-@dataclass
-class LongformSection:
-    """`[longform]`: the long-form engine's settings (dwkit.longform.LongformOptions)."""
-
-    temperatures: list[float] = _key(factory=lambda: list(_LONGFORM.temperatures), minimum=0, nonempty=True)
-    compression_ratio_threshold: float | None = _key(_LONGFORM.compression_ratio_threshold, above=0)
-    logprob_threshold: float | None = _LONGFORM.logprob_threshold
-    no_speech_threshold: float | None = _key(_LONGFORM.no_speech_threshold, minimum=0, maximum=1)
-    condition_on_prev_tokens: bool = _LONGFORM.condition_on_prev_tokens
-    chunk_length_s: float = _key(_LONGFORM.chunk_length_s, above=0, maximum=30)
-    stride_length_s: float | None = _key(_LONGFORM.stride_length_s, minimum=0)  # unset: chunk / 6
-    return_timestamps: bool = _LONGFORM.return_timestamps
-
-
+# The config tables, derived from the options classes that declare their keys.
+DecodeSection = table_class(DecodeOptions, "decode")
+LongformSection = table_class(LongformOptions, "longform")
 TABLES: dict[str, type] = {"decode": DecodeSection, "longform": LongformSection}
 
 
@@ -124,18 +87,31 @@ class Config:
     once a hub id is resolved) checks the combinations and resolves `backend = "auto"`.
     """
 
-    model: str | None = None
-    backend: str = _key("auto", choices=(*BACKEND_NAMES, "auto"))
-    device: str = _key("cpu", pattern=r"cpu|cuda(:\d+)?")
-    precision: str | None = None
-    threads: int = _key(0, minimum=0)
-    batch_size: int = _key(_LONGFORM.batch_size, minimum=1)
-    mode: str = _key(_LONGFORM.mode, choices=MODES)
-    language: str | None = _key(None, language=True)
-    task: str = _key(_LONGFORM.task, choices=TASKS)
-    output_format: str = _key("txt", choices=OUTPUT_FORMATS)
-    decode: DecodeSection = field(default_factory=DecodeSection)
-    longform: LongformSection = field(default_factory=LongformSection)
+    model: str | None = option(
+        None, top=True, help="model directory (transformers checkpoint or dwconvert output) or hub id"
+    )
+    backend: str = option(
+        "auto",
+        top=True,
+        choices=(*BACKEND_NAMES, "auto"),
+        help="auto: the best backend usable here for the model directory",
+    )
+    device: str = option(
+        "cpu",
+        top=True,
+        pattern=r"cpu|cuda(:\d+)?",
+        pattern_hint="use cpu, cuda or cuda:N",
+        help="cpu, cuda, cuda:N",
+    )
+    precision: str | None = option(None, top=True, help="the backend's own precision/compute type name")
+    threads: int = option(0, top=True, minimum=0, help="intra-op threads (0: library default)")
+    batch_size: int = same_as(LongformOptions, "batch_size")
+    mode: str = same_as(LongformOptions, "mode")
+    language: str | None = same_as(LongformOptions, "language")
+    task: str = same_as(LongformOptions, "task")
+    output_format: str = option("txt", top=True, choices=OUTPUT_FORMATS, short="-f", help="transcript format")
+    decode: DecodeSection = field(default_factory=DecodeSection)  # type: ignore[valid-type]
+    longform: LongformSection = field(default_factory=LongformSection)  # type: ignore[valid-type]
     # Not keys: where the values came from, and what `check` resolved.
     source: Path | None = field(default=None, compare=False, repr=False)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -151,13 +127,13 @@ class Config:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         check: bool = True,
+        flags: Mapping[str, tuple[Any, str]] | None = None,
     ) -> Config:
-        """Read a TOML config; `env` (default: os.environ) then `overrides` win over its values."""
+        """Read a TOML config; `env` (default: os.environ), `overrides` then `flags` win over its values."""
         path = Path(path).expanduser()
         data = read_toml_file(path)
-        return cls.from_dict(
-            data, source=path, env=os.environ if env is None else env, overrides=overrides, check=check
-        )
+        env = os.environ if env is None else env
+        return cls.from_dict(data, source=path, env=env, overrides=overrides, check=check, flags=flags)
 
     @classmethod
     def from_dict(
@@ -167,11 +143,14 @@ class Config:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         check: bool = True,
+        flags: Mapping[str, tuple[Any, str]] | None = None,
     ) -> Config:
         """Validate `data` (TOML's shape: top-level keys plus [decode] / [longform] tables).
 
         `env` is applied only when given (pass os.environ for a service's environment);
-        `source` names the file in messages and anchors a relative model path.
+        `source` names the file in messages and anchors a relative model path;
+        `flags` are the command line's: dotted key -> (value or its text, the flag's name),
+        read like the environment's text and applied last.
         """
         source = Path(source) if source is not None else None
         values: dict[str, Any] = {}
@@ -182,6 +161,8 @@ class Config:
                 _set(values, origins, name, value, origin, from_text=True)
         if overrides:
             _merge(values, origins, overrides, "command line", from_text=False)
+        for name, (value, origin) in (flags or {}).items():
+            _set(values, origins, name, value, origin, from_text=True)
         sections = {table: TABLES[table](**values.pop(table, {})) for table in TABLES}
         config = cls(**values, **sections, source=source, origins=origins)
         config._check_values()
@@ -197,35 +178,13 @@ class Config:
         )
 
     def to_decode_options(self) -> DecodeOptions:
-        d = self.decode
-        return DecodeOptions(
-            beam_size=d.beam_size,
-            patience=d.patience,
-            length_penalty=d.length_penalty,
-            max_new_tokens=d.max_new_tokens,
-            suppress_tokens=None if d.suppress_tokens is None else list(d.suppress_tokens),
-            suppress_blank=d.suppress_blank,
-            seed=d.seed,
-        )
+        return make(DecodeOptions, dataclasses.asdict(self.decode))
 
     def to_longform_options(self) -> LongformOptions:
-        lf = self.longform
+        values = {f.name: getattr(self, f.name) for f in key_fields(LongformOptions, top=True)}
+        values.update(dataclasses.asdict(self.longform))
         try:
-            return LongformOptions(
-                mode=self.mode,
-                language=self.language,
-                task=self.task,
-                temperatures=tuple(lf.temperatures),
-                compression_ratio_threshold=lf.compression_ratio_threshold,
-                logprob_threshold=lf.logprob_threshold,
-                no_speech_threshold=lf.no_speech_threshold,
-                condition_on_prev_tokens=lf.condition_on_prev_tokens,
-                chunk_length_s=lf.chunk_length_s,
-                stride_length_s=lf.stride_length_s,
-                batch_size=self.batch_size,
-                return_timestamps=lf.return_timestamps,
-                decode=self.to_decode_options(),
-            )
+            return make(LongformOptions, values, decode=self.to_decode_options())
         except ConfigError as exc:
             raise ConfigError(f"{self._where()}: {exc}") from exc
 
@@ -286,7 +245,12 @@ class Config:
         if self.backend == "auto":
             name, reason = self._choose_backend(found, directory)
             self.resolved_backend, self.backend_reason = name, reason
-            logger.info("backend auto: chose %s for %s (%s)", name, directory, reason)
+            # Said aloud when a config asked for auto or a better backend was passed over; a
+            # bare command line that simply runs the model's own format stays quiet.
+            obvious = name == AUTO_PREFERENCE.get(found, (found,))[0]
+            asked = self.source is not None or "backend" in self.origins
+            level = logging.INFO if asked or not obvious else logging.DEBUG
+            logger.log(level, "backend auto: chose %s for %s (%s)", name, directory, reason)
         else:
             if found != self.backend and not (found == "onnx" and self.backend == "trt"):
                 raise ConfigError(
@@ -456,10 +420,6 @@ def _key_fields(cls: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
     return [f for f in dataclasses.fields(cls) if f.init and f.name not in ("source", "origins")]
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _merge(
     values: dict[str, Any], origins: dict[str, str], data: Mapping[str, Any], origin: str, from_text: bool
 ) -> None:
@@ -469,7 +429,7 @@ def _merge(
     for key, value in data.items():
         if key in TABLES:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{origin}: {key}: must be a table ([{key}]), got {_describe(value)}")
+                raise ConfigError(f"{origin}: {key}: must be a table ([{key}]), got {describe(value)}")
             for sub, sub_value in value.items():
                 _set(values, origins, f"{key}.{sub}", sub_value, origin, from_text)
         else:
@@ -486,106 +446,10 @@ def _set(
         known = ", ".join(fields)
         where = f"[{table}]" if table else "top level"
         raise ConfigError(f"{origin}: {name}: unknown key (known keys at {where}: {known})")
-    f = fields[key]
-    converted = _convert(value, _hints(cls)[key], name, origin, from_text)
-    _check_rules(converted, f.metadata, name, origin)
+    converted = read_value(value, hints(cls)[key], spec_of(fields[key]), name, origin, from_text)
     target = values.setdefault(table, {}) if table else values
     target[key] = converted
     origins[name] = origin
-
-
-def _convert(value: Any, hint: Any, name: str, origin: str, from_text: bool) -> Any:
-    args = typing.get_args(hint)
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
-    if optional:
-        (hint,) = [a for a in args if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in (NONE, "")):
-            return None
-    if from_text and isinstance(value, str):
-        value = _parse_text(value, hint, name, origin)
-    if typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(
-                f"{origin}: {name}: expected a list of {_type_name(item)}s, got {_describe(value)}"
-            )
-        return [_convert(v, item, name, origin, from_text=False) for v in value]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - a key with a type this reader does not know is a bug here
-        raise TypeError(f"config key {name}: unsupported type {hint}")
-    unset = f' (or "{NONE}" to unset it)' if optional else ""
-    raise ConfigError(
-        f"{origin}: {name}: expected {_type_name(hint, article=True)}{unset}, got {_describe(value)}"
-    )
-
-
-def _parse_text(text: str, hint: Any, name: str, origin: str) -> Any:
-    """An environment variable's text as the key's type."""
-    raw = text.strip()
-    try:
-        if typing.get_origin(hint) is list:
-            (item,) = typing.get_args(hint)
-            if raw.startswith("["):
-                return read_toml_text(f"v = {raw}", origin)["v"]
-            return [_parse_text(part, item, name, origin) for part in raw.split(",") if part.strip()]
-        if hint is bool:
-            lowered = raw.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            return text
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-    except ValueError:
-        return text  # reported by _convert with the expected type
-    except Exception as exc:  # TOML syntax in a list
-        raise ConfigError(f"{origin}: {name}: cannot read {text!r} as a list ({exc})") from exc
-    return text
-
-
-def _check_rules(value: Any, rules: Mapping[str, Any], name: str, origin: str) -> None:
-    if value is None:
-        return
-    items = value if isinstance(value, list) else [value]
-    if rules.get("nonempty") and not items:
-        raise ConfigError(f"{origin}: {name}: must not be empty")
-    for item in items:
-        problem = None
-        if "choices" in rules and item not in rules["choices"]:
-            problem = f"choose one of {', '.join(rules['choices'])}"
-        elif "pattern" in rules and not re.fullmatch(rules["pattern"], item):
-            problem = "use cpu, cuda or cuda:N"
-        elif "minimum" in rules and item < rules["minimum"]:
-            problem = f"must be >= {rules['minimum']}"
-        elif "above" in rules and item <= rules["above"]:
-            problem = f"must be > {rules['above']}"
-        elif "maximum" in rules and item > rules["maximum"]:
-            problem = f"must be <= {rules['maximum']}"
-        elif rules.get("language") and not _known_language(item):
-            problem = "not a Whisper language code or name (en, english, de, ...)"
-        if problem:
-            raise ConfigError(f"{origin}: {name} = {_show(item)}: {problem}")
-
-
-def _known_language(value: str) -> bool:
-    from dwkit.tokenizer import LANGUAGES
-
-    lowered = value.lower()
-    return lowered in LANGUAGES or lowered in LANGUAGES.values()
 
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -612,22 +476,3 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
                 continue  # DWKIT_CACHE and friends are not config keys
         found[name] = (text, f"environment variable {var}")
     return found
-
-
-def _type_name(hint: Any, article: bool = False) -> str:
-    name = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(hint, str(hint))
-    if typing.get_origin(hint) is list:
-        name = f"list of {_type_name(typing.get_args(hint)[0])}s"
-    if not article:
-        return name
-    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
-
-
-def _show(value: Any) -> str:
-    """A value as TOML writes it (strings in double quotes)."""
-    return f'"{value}"' if isinstance(value, str) else repr(value)
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
-    return f"{_show(value)} ({kind.get(type(value), type(value).__name__)})"

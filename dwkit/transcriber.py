@@ -8,7 +8,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from dwkit.audio import SAMPLE_RATE, AudioInput, load_audio
+from dwkit.audio import AudioInput, load_audio
+from dwkit.constants import SAMPLE_RATE
 from dwkit.features import recording_mel
 from dwkit.longform.chunked import transcribe_chunked
 from dwkit.longform.options import LongformOptions

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwkit.audio import SAMPLE_RATE
-from dwkit.features import N_FRAMES, N_SAMPLES, log_mel
+from dwkit.constants import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from dwkit.features import log_mel
 from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
 from dwkit.longform.options import LongformOptions
-from dwkit.longform.sequential import ProgressFn, WindowState, consume_windows
+from dwkit.longform.segments import clamp_to_duration
+from dwkit.longform.windows import ProgressFn, WindowState, consume_windows
 from dwkit.results import Segment, Transcript
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import LANGUAGES, Tokenizer
@@ -101,6 +102,6 @@ def _transcript(pieces: list[MergedPiece], duration: float) -> Transcript:
         text="".join(p.text for p in pieces),
         language=code,
         duration=duration,
-        segments=segments,
+        segments=clamp_to_duration(segments, duration),
         mode="chunked",
     )

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwkit.model_info import TIME_PRECISION
+from dwkit.constants import N_AUDIO_CTX, TIME_PRECISION
 from dwkit.tokenizer import LANGUAGES, Tokenizer
-
-SEGMENT_SIZE = 1500  # encoder positions per 30 s window
 
 
 @dataclass
@@ -84,7 +82,7 @@ def merge_chunks(
                 if timestamp < cur_max:
                     single_ending = i >= 2 and not (tokens[i - 1] >= ts_begin and tokens[i - 2] >= ts_begin)
                     if single_ending:
-                        prev_segments_len += precision * SEGMENT_SIZE
+                        prev_segments_len += precision * N_AUDIO_CTX
                     else:
                         cur_max = penultimate
                         prev_segments_len += penultimate
