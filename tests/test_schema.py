@@ -7,6 +7,8 @@ import typing
 
 import pytest
 
+from dwkit.cli.main import build_parser
+from dwkit.cli.options import config_flags, schema_flags
 from dwkit.config import TABLES, Config
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError
@@ -93,3 +95,44 @@ def test_flat_values_name_every_key_once():
     values = flat_values(LongformOptions())
     keys = [f.name for f in key_fields(LongformOptions)] + [f.name for f in key_fields(DecodeOptions)]
     assert sorted(values) == sorted(keys) and values["temperatures"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+# --- command-line flags ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--temperature", "0,0.2", "a.wav"],
+        ["--temperature", "0", "--temperature", "0.2", "a.wav"],
+        ["a.wav", "--temperature=0,0.2"],
+        ["--temperature", "[0, 0.2]", "a.wav"],
+    ],
+)
+def test_temperature_as_a_comma_list_or_repeated(argv):
+    args = build_parser().parse_args(["transcribe", *argv])
+    assert args.audio == ["a.wav"]
+    config = Config.from_dict({}, flags=config_flags(args), check=False)
+    assert config.longform.temperatures == [0.0, 0.2]
+    assert config.to_longform_options().temperatures == (0.0, 0.2)
+
+
+def test_every_config_key_has_exactly_one_flag():
+    keys = {f.name for f in key_fields(Config) if f.name not in TABLES}
+    keys |= {f"{table}.{f.name}" for table, cls in TABLES.items() for f in key_fields(cls)}
+    assert set(schema_flags()) == keys
+    spellings = [flag.spelling for flag in schema_flags().values()]
+    assert len(spellings) == len(set(spellings))
+    # every flag the transcribe parser has for a key writes that key
+    parser = build_parser()
+    args = parser.parse_args(["transcribe", "a.wav"])
+    assert not set(config_flags(args))  # untyped flags override nothing
+
+
+def test_boolean_flags_both_ways():
+    parse = build_parser().parse_args
+    flags = config_flags(parse(["transcribe", "a.wav", "--no-timestamps", "--condition-on-prev-tokens"]))
+    config = Config.from_dict({}, flags=flags, check=False)
+    assert config.longform.return_timestamps is False and config.longform.condition_on_prev_tokens is True
+    flags = config_flags(parse(["transcribe", "a.wav", "--no-speech-threshold", "none"]))
+    assert Config.from_dict({}, flags=flags, check=False).longform.no_speech_threshold is None
