@@ -23,7 +23,12 @@ like the file's. Other `DWKIT_` variables (`DWKIT_CACHE`) are not config keys an
 alone, but an unknown `DWKIT_DECODE__*` or `DWKIT_LONGFORM__*` can only be a typo: an error.
 
 TOML has no null: a key that may be unset (precision, language, the thresholds, ...) takes
-the string "none" to unset it, in the file and in the environment.
+the string "none" to unset it, in the file, in the environment and on the command line.
+
+The keys are not listed here: each is declared once, with its type, default, rule and help,
+on the field it sets (dwkit.decoding.DecodeOptions for [decode], dwkit.longform.LongformOptions
+for [longform] and the top-level mode, language, task and batch_size, Config for the rest);
+dwkit.schema derives the tables, the environment variables and the command-line flags.
 
 Validation names the key and where its value came from, and covers the values themselves
 (types, ranges, choices) and the combinations a machine or a model directory makes
