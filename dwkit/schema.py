@@ -135,7 +135,7 @@ def validate(obj: Any) -> None:
 
 def from_toml(value: Any, hint: Any) -> Any:
     """A value read from TOML as the field holds it (a list for a tuple field becomes a tuple)."""
-    if value is not None and typing.get_origin(_unwrap(hint)[0]) is tuple:
+    if value is not None and typing.get_origin(unwrap(hint)[0]) is tuple:
         return tuple(value)
     return value
 
@@ -175,7 +175,7 @@ def check(value: Any, spec: Spec, name: str, origin: str) -> None:
             raise ConfigError(f"{origin}: {name} = {show(item)}: {problem}")
 
 
-def _unwrap(hint: Any) -> tuple[Any, bool]:
+def unwrap(hint: Any) -> tuple[Any, bool]:
     """(the type without `| None`, whether None was allowed)."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
@@ -186,14 +186,14 @@ def _unwrap(hint: Any) -> tuple[Any, bool]:
 
 def _as_toml_type(hint: Any) -> Any:
     """tuple[X, ...] as list[X]: TOML, the environment and flags give lists."""
-    inner, optional = _unwrap(hint)
+    inner, optional = unwrap(hint)
     if typing.get_origin(inner) is tuple:
         inner = list[typing.get_args(inner)[0]]  # type: ignore[valid-type]
     return inner | None if optional else inner
 
 
 def _convert(value: Any, hint: Any, name: str, origin: str, from_text: bool) -> Any:
-    hint, optional = _unwrap(hint)
+    hint, optional = unwrap(hint)
     if optional and (value is None or (isinstance(value, str) and value.strip().lower() in (NONE, ""))):
         return None
     if from_text and isinstance(value, str):

@@ -20,7 +20,7 @@ from dwkit.config import Config
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError
 from dwkit.longform.options import LongformOptions
-from dwkit.schema import hints, key_fields, spec_of
+from dwkit.schema import hints, key_fields, spec_of, unwrap
 
 RUNTIME_KEYS = ("model", "backend", "device", "precision", "threads")
 _METAVARS: dict[Any, str] = {int: "N", float: "X"}
@@ -58,7 +58,7 @@ def add_flags(group: argparse._ActionsContainer, keys: list[str]) -> None:
         spec = spec_of(flag.field)
         names = [flag.spelling, *([spec.short] if spec.short else [])]
         kwargs: dict[str, Any] = {"dest": flag.dest, "default": argparse.SUPPRESS, "help": _help(flag)}
-        inner = _inner(flag.hint)
+        inner, _ = unwrap(flag.hint)
         if inner is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(inner) in (list, tuple):
@@ -125,11 +125,6 @@ def parse_backend_options(items: list[str]) -> dict[str, object]:
     return options
 
 
-def _inner(hint: Any) -> Any:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if typing.get_origin(hint) in (typing.Union, type(int | None)) and args else hint
-
-
 def _help(flag: Flag) -> str:
     spec = spec_of(flag.field)
     default = flag.field.default
@@ -138,5 +133,5 @@ def _help(flag: Flag) -> str:
     if isinstance(default, bool):
         default = str(default).lower()
     shown = "" if default is None else f" (default: {default})"
-    optional = " (none unsets it)" if _inner(flag.hint) is not flag.hint and default is not None else ""
+    optional = " (none unsets it)" if unwrap(flag.hint)[1] and default is not None else ""
     return f"{spec.help}{shown}{optional}".replace("%", "%%")
