@@ -98,7 +98,7 @@ class Config:
     backend: str = option(
         "auto",
         top=True,
-        choices=(*BACKEND_NAMES, "auto"),
+        choices=lambda: (*BACKEND_NAMES, "auto"),  # read when checked: the registry may grow
         help="auto: the best backend usable here for the model directory",
     )
     device: str = option(

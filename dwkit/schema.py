@@ -16,7 +16,7 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,15 @@ class Spec:
     minimum: float | None = None
     above: float | None = None
     maximum: float | None = None
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None  # callable: read when checked
     pattern: str | None = None
     pattern_hint: str = ""
     nonempty: bool = False
     language: bool = False
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The choices, asked for now when they are computed (a registry filled by plugins)."""
+        return self.choices() if callable(self.choices) else self.choices
 
 
 def option(default: Any = _MISSING, *, factory: Any = _MISSING, **spec: Any) -> Any:
@@ -159,8 +163,9 @@ def check(value: Any, spec: Spec, name: str, origin: str) -> None:
         raise ConfigError(f"{origin}: {name}: must not be empty")
     for item in items:
         problem = None
-        if spec.choices is not None and item not in spec.choices:
-            problem = f"choose one of {', '.join(spec.choices)}"
+        allowed = spec.allowed()
+        if allowed is not None and item not in allowed:
+            problem = f"choose one of {', '.join(allowed)}"
         elif spec.pattern is not None and not re.fullmatch(spec.pattern, item):
             problem = spec.pattern_hint
         elif spec.minimum is not None and item < spec.minimum:

@@ -65,7 +65,7 @@ def add_flags(group: argparse._ActionsContainer, keys: list[str]) -> None:
             item = _METAVARS[typing.get_args(inner)[0]]
             kwargs.update(action="append", metavar=f"{item}[,{item}...]")
         elif spec.choices:
-            kwargs["metavar"] = "{" + ",".join(spec.choices) + "}"
+            kwargs["metavar"] = "{" + ",".join(spec.allowed() or ()) + "}"
         else:
             kwargs["metavar"] = _METAVARS.get(inner) or flag.field.name.upper()
         group.add_argument(*names, **kwargs)
