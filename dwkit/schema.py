@@ -266,6 +266,8 @@ def _known_language(value: str) -> bool:
 
 def _copy(f: dataclasses.Field) -> dataclasses.Field:  # type: ignore[type-arg]
     """The field for a table class: a tuple default becomes a list (a fresh one per instance)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
     if isinstance(f.default, tuple):
         default = list(f.default)
         return dataclasses.field(default_factory=lambda: list(default), metadata=f.metadata)
