@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from dwkit.constants import SAMPLE_RATE
 from dwkit.converters.base import library_versions
 from dwkit.errors import ConversionError
 from dwkit.manifest import weights_checksum, write_manifest
@@ -32,7 +33,6 @@ TIMESTAMP_RE = re.compile(r"^<\|\d+\.\d\d\|>$")
 LANGUAGE_RE = re.compile(r"^<\|[a-z]{2,3}\|>$")
 # OpenAI's rule: English-only vocabularies have 51864 tokens, multilingual ones 51865 or more.
 MULTILINGUAL_MIN_VOCAB = 51865
-SAMPLE_RATE = 16000
 
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_FILES = (

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dwkit.constants import N_FRAMES
 from dwkit.converters.onnx_graphs import (
     BATCH,
     DECODER_INIT,
@@ -42,7 +43,6 @@ from dwkit.errors import ConversionError
 EXAMPLE_BATCH = 2
 EXAMPLE_LENGTH = 3
 MAX_BATCH = 1024
-N_FRAMES = 3000  # mel frames of one 30 s window
 # Above this much weight data a graph's tensors go to a separate file (protobuf's limit is 2 GB).
 EXTERNAL_DATA_BYTES = 1 << 30
 

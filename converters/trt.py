@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dwkit.constants import N_FRAMES
 from dwkit.converters.base import ConversionResult, atomic_output_dir, copy_if_present, library_versions
 from dwkit.converters.onnx_graphs import (
     BATCH,
@@ -62,7 +63,6 @@ OPTIONS = ("dry_run", "max_batch", "workspace_mib", "onnx_export", "threads", "p
 DEFAULT_MAX_BATCH = 8
 MAX_BATCH_LIMIT = 1024  # the export's batch axis bound (onnx_export.MAX_BATCH)
 DEFAULT_WORKSPACE_MIB = 4096
-N_FRAMES = 3000  # mel frames of one 30 s window
 PROMPT_OPT = 4  # <|startoftranscript|> <|lang|> <|task|> <|notimestamps|>
 
 PLAN_FILE = "trt_plan.json"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,17 @@ def load(config: Config | str | os.PathLike[str], **overrides: Any) -> Transcrib
     The Transcriber is safe to share between threads: calls run one at a time on the backend
     while audio decoding and features of other calls proceed.
     """
-    cfg = as_config(config, overrides)
-    model_dir = cfg.resolve_model()
-    cfg.check(model_dir)
+    return build(as_config(config, overrides))
+
+
+def build(config: Config, backend_options: Mapping[str, object] | None = None) -> Transcriber:
+    """The Transcriber of a validated Config: resolves the model, checks the combinations and
+    `backend = "auto"`; `backend_options` are the backend's own settings (--backend-option)."""
+    model_dir = config.resolve_model()
+    config.check(model_dir)
+    runtime = replace(config.to_runtime_config(), options=dict(backend_options or {}))
     return Transcriber.from_model_dir(
-        model_dir, cfg.resolved_backend, cfg.to_runtime_config(), cfg.to_longform_options()
+        model_dir, config.resolved_backend, runtime, config.to_longform_options()
     )
 
 

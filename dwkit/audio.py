@@ -15,9 +15,8 @@ from typing import Any, BinaryIO, Union
 
 import numpy as np
 
+from dwkit.constants import SAMPLE_RATE
 from dwkit.errors import AudioError
-
-SAMPLE_RATE = 16000
 
 AudioInput = Union[str, os.PathLike, bytes, bytearray, BinaryIO, np.ndarray]
 

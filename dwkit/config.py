@@ -23,14 +23,19 @@ like the file's. Other `DWKIT_` variables (`DWKIT_CACHE`) are not config keys an
 alone, but an unknown `DWKIT_DECODE__*` or `DWKIT_LONGFORM__*` can only be a typo: an error.
 
 TOML has no null: a key that may be unset (precision, language, the thresholds, ...) takes
-the string "none" to unset it, in the file and in the environment.
+the string "none" to unset it, in the file, in the environment and on the command line.
+
+The keys are not listed here: each is declared once, with its type, default, rule and help,
+on the field it sets (dwkit.decoding.DecodeOptions for [decode], dwkit.longform.LongformOptions
+for [longform] and the top-level mode, language, task and batch_size, Config for the rest);
+dwkit.schema derives the tables, the environment variables and the command-line flags.
 
 Validation names the key and where its value came from, and covers the values themselves
 (types, ranges, choices) and the combinations a machine or a model directory makes
 impossible: trt without an NVIDIA GPU or TensorRT, ggml off the CPU, a backend that does not
 match the model directory's format, a precision the backend (or the converted model) does
 not have. `backend = "auto"` picks the best backend usable here for the model directory
-(`AUTO_PREFERENCE`) and logs its choice and why at INFO.
+(the registry's runners of its format, by `auto_rank`) and logs its choice and why at INFO.
 """
 
 from __future__ import annotations
@@ -38,9 +43,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,83 +51,54 @@ from typing import Any
 from dwkit import runtimes
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError, ModelError
-from dwkit.longform.options import MODES, TASKS, LongformOptions
+from dwkit.longform.options import LongformOptions
 from dwkit.runtimes.base import RuntimeConfig
-from dwkit.tomlfile import read_toml_file, read_toml_text
+from dwkit.schema import describe, hints, key_fields, make, option, read_value, same_as, spec_of, table_class
+from dwkit.schema import show as _show
+from dwkit.tomlfile import read_toml_file
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")  # dwkit.writers.FORMATS (not imported: keep this light)
 ENV_PREFIX = "DWKIT_"
-NONE = "none"  # how TOML and the environment spell "unset" for an optional key
 
-
-_LONGFORM = LongformOptions()
-_DECODE = DecodeOptions()
-
-
-def _key(default: Any = None, *, factory: Any = None, **rules: Any) -> Any:
-    """A config key: its default and its value rules (minimum, above, maximum, choices, pattern)."""
-    if factory is not None:
-        return field(default_factory=factory, metadata=rules)
-    return field(default=default, metadata=rules)
-
-
-@dataclass
-class DecodeSection:
-    """`[decode]`: how each 30 s window is decoded (dwkit.decoding.DecodeOptions)."""
-
-    beam_size: int = _key(_DECODE.beam_size, minimum=1)
-    patience: float = _key(_DECODE.patience, above=0)
-    length_penalty: float | None = _DECODE.length_penalty
-    suppress_tokens: list[int] | None = None  # unset: the model's own list; [] suppresses nothing
-    suppress_blank: bool = _DECODE.suppress_blank
-    max_new_tokens: int | None = _key(_DECODE.max_new_tokens, minimum=1)
-    seed: int | None = _DECODE.seed
-
-
-@dataclass
-class LongformSection:
-    """`[longform]`: the long-form engine's settings (dwkit.longform.LongformOptions)."""
-
-    temperatures: list[float] = _key(factory=lambda: list(_LONGFORM.temperatures), minimum=0, nonempty=True)
-    compression_ratio_threshold: float | None = _key(_LONGFORM.compression_ratio_threshold, above=0)
-    logprob_threshold: float | None = _LONGFORM.logprob_threshold
-    no_speech_threshold: float | None = _key(_LONGFORM.no_speech_threshold, minimum=0, maximum=1)
-    condition_on_prev_tokens: bool = _LONGFORM.condition_on_prev_tokens
-    chunk_length_s: float = _key(_LONGFORM.chunk_length_s, above=0, maximum=30)
-    stride_length_s: float | None = _key(_LONGFORM.stride_length_s, minimum=0)  # unset: chunk / 6
-    return_timestamps: bool = _LONGFORM.return_timestamps
+# The config tables, derived from the options classes that declare their keys.
+DecodeSection = table_class(DecodeOptions, "decode")
+LongformSection = table_class(LongformOptions, "longform")
 
 
 @dataclass
 class BatchSection:
     """`[batch]`: how `dwkit batch` (dwkit.batch) spreads a corpus over Ray actors and writes it."""
 
-    actors: int = _key(1, minimum=1)  # one long-form engine (one loaded model) each
-    cpus_per_actor: float = _key(1.0, above=0)  # local Ray gets actors x this many CPUs
-    gpus_per_actor: float = _key(0.0, minimum=0)  # 1 with device = "cuda": an actor per GPU
-    files_per_batch: int = _key(4, minimum=1)  # files per transcribe_batch call in an actor
-    shard_files: int = _key(64, minimum=1)  # records per output shard (the unit a kill can lose)
-    shard_formats: list[str] = _key(factory=lambda: ["parquet"], choices=("parquet", "jsonl"), nonempty=True)
-    file_formats: list[str] = _key(factory=list, choices=OUTPUT_FORMATS)  # also one file per input
-    object_store_mb: int = _key(256, minimum=80)  # local Ray's object store (records are small)
+    actors: int = option(1, minimum=1, help="Ray actors, one loaded model each")
+    cpus_per_actor: float = option(1.0, above=0, help="local Ray gets actors x this many CPUs")
+    gpus_per_actor: float = option(0.0, minimum=0, help="1 with device = cuda: an actor per GPU")
+    files_per_batch: int = option(4, minimum=1, help="files per transcribe_batch call in an actor")
+    shard_files: int = option(64, minimum=1, help="records per output shard (the unit a kill can lose)")
+    shard_formats: list[str] = option(
+        factory=lambda: ["parquet"], choices=("parquet", "jsonl"), nonempty=True, help="shard file formats"
+    )
+    file_formats: list[str] = option(factory=list, choices=OUTPUT_FORMATS, help="also one file per input")
+    object_store_mb: int = option(256, minimum=80, help="local Ray's object store (records are small)")
 
 
 @dataclass
 class ServeSection:
     """`[serve]`: `dwkit serve`'s address, limits and dynamic batching (dwkit.serve)."""
 
-    host: str = "127.0.0.1"
-    port: int = _key(8000, minimum=0, maximum=65535)
-    model_name: str | None = None  # the `model` clients send; unset: the model directory's name
-    max_batch_size: int = _key(8, minimum=1)  # requests decoded together in one engine call
-    max_wait_ms: float = _key(20.0, minimum=0)  # how long the first request waits for company
-    max_request_mb: float = _key(25.0, above=0)  # larger uploads get 413 (OpenAI's own limit)
-    max_audio_s: float = _key(3600.0, above=0)
-    max_concurrent: int = _key(64, minimum=1)  # requests in flight; more get 429
-    request_timeout_s: float = _key(600.0, above=0)  # then 504
-    api_key_env: str = "DWKIT_SERVE_API_KEY"  # when this variable is set, requests need it as Bearer
+    host: str = option("127.0.0.1", help="address to listen on")
+    port: int = option(8000, minimum=0, maximum=65535, help="port to listen on")
+    model_name: str | None = option(None, help="the `model` clients send; unset: the model directory's name")
+    max_batch_size: int = option(8, minimum=1, help="requests decoded together in one engine call")
+    max_wait_ms: float = option(20.0, minimum=0, help="how long the first request waits for company")
+    max_request_mb: float = option(25.0, above=0, help="larger uploads get 413 (OpenAI's own limit)")
+    max_audio_s: float = option(3600.0, above=0, help="longer audio gets 400")
+    max_concurrent: int = option(64, minimum=1, help="requests in flight; more get 429")
+    request_timeout_s: float = option(600.0, above=0, help="then 504")
+    api_key_env: str = option(
+        "DWKIT_SERVE_API_KEY", help="when this variable is set, requests need its value as Bearer token"
+    )
 
 
 TABLES: dict[str, type] = {
@@ -145,18 +118,31 @@ class Config:
     once a hub id is resolved) checks the combinations and resolves `backend = "auto"`.
     """
 
-    model: str | None = None
-    backend: str = _key("auto", backend=True)  # a registered backend's name, or "auto"
-    device: str = _key("cpu", pattern=r"cpu|cuda(:\d+)?")
-    precision: str | None = None
-    threads: int = _key(0, minimum=0)
-    batch_size: int = _key(_LONGFORM.batch_size, minimum=1)
-    mode: str = _key(_LONGFORM.mode, choices=MODES)
-    language: str | None = _key(None, language=True)
-    task: str = _key(_LONGFORM.task, choices=TASKS)
-    output_format: str = _key("txt", choices=OUTPUT_FORMATS)
-    decode: DecodeSection = field(default_factory=DecodeSection)
-    longform: LongformSection = field(default_factory=LongformSection)
+    model: str | None = option(
+        None, top=True, help="model directory (transformers checkpoint or dwconvert output) or hub id"
+    )
+    backend: str = option(
+        "auto",
+        top=True,
+        choices=lambda: (*runtimes.names(), "auto"),  # read when checked: plugins join the registry
+        help="auto: the best backend usable here for the model directory",
+    )
+    device: str = option(
+        "cpu",
+        top=True,
+        pattern=r"cpu|cuda(:\d+)?",
+        pattern_hint="use cpu, cuda or cuda:N",
+        help="cpu, cuda, cuda:N",
+    )
+    precision: str | None = option(None, top=True, help="the backend's own precision/compute type name")
+    threads: int = option(0, top=True, minimum=0, help="intra-op threads (0: library default)")
+    batch_size: int = same_as(LongformOptions, "batch_size")
+    mode: str = same_as(LongformOptions, "mode")
+    language: str | None = same_as(LongformOptions, "language")
+    task: str = same_as(LongformOptions, "task")
+    output_format: str = option("txt", top=True, choices=OUTPUT_FORMATS, short="-f", help="transcript format")
+    decode: DecodeSection = field(default_factory=DecodeSection)  # type: ignore[valid-type]
+    longform: LongformSection = field(default_factory=LongformSection)  # type: ignore[valid-type]
     batch: BatchSection = field(default_factory=BatchSection)
     serve: ServeSection = field(default_factory=ServeSection)
     # Not keys: where the values came from, and what `check` resolved.
@@ -174,13 +160,13 @@ class Config:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         check: bool = True,
+        flags: Mapping[str, tuple[Any, str]] | None = None,
     ) -> Config:
-        """Read a TOML config; `env` (default: os.environ) then `overrides` win over its values."""
+        """Read a TOML config; `env` (default: os.environ), `overrides` then `flags` win over its values."""
         path = Path(path).expanduser()
         data = read_toml_file(path)
-        return cls.from_dict(
-            data, source=path, env=os.environ if env is None else env, overrides=overrides, check=check
-        )
+        env = os.environ if env is None else env
+        return cls.from_dict(data, source=path, env=env, overrides=overrides, check=check, flags=flags)
 
     @classmethod
     def from_dict(
@@ -190,11 +176,14 @@ class Config:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         check: bool = True,
+        flags: Mapping[str, tuple[Any, str]] | None = None,
     ) -> Config:
         """Validate `data` (TOML's shape: top-level keys plus [decode] / [longform] tables).
 
         `env` is applied only when given (pass os.environ for a service's environment);
-        `source` names the file in messages and anchors a relative model path.
+        `source` names the file in messages and anchors a relative model path;
+        `flags` are the command line's: dotted key -> (value or its text, the flag's name),
+        read like the environment's text and applied last.
         """
         source = Path(source) if source is not None else None
         values: dict[str, Any] = {}
@@ -205,6 +194,8 @@ class Config:
                 _set(values, origins, name, value, origin, from_text=True)
         if overrides:
             _merge(values, origins, overrides, "command line", from_text=False)
+        for name, (value, origin) in (flags or {}).items():
+            _set(values, origins, name, value, origin, from_text=True)
         sections = {table: TABLES[table](**values.pop(table, {})) for table in TABLES}
         config = cls(**values, **sections, source=source, origins=origins)
         config._check_values()
@@ -220,35 +211,13 @@ class Config:
         )
 
     def to_decode_options(self) -> DecodeOptions:
-        d = self.decode
-        return DecodeOptions(
-            beam_size=d.beam_size,
-            patience=d.patience,
-            length_penalty=d.length_penalty,
-            max_new_tokens=d.max_new_tokens,
-            suppress_tokens=None if d.suppress_tokens is None else list(d.suppress_tokens),
-            suppress_blank=d.suppress_blank,
-            seed=d.seed,
-        )
+        return make(DecodeOptions, dataclasses.asdict(self.decode))
 
     def to_longform_options(self) -> LongformOptions:
-        lf = self.longform
+        values = {f.name: getattr(self, f.name) for f in key_fields(LongformOptions, top=True)}
+        values.update(dataclasses.asdict(self.longform))
         try:
-            return LongformOptions(
-                mode=self.mode,
-                language=self.language,
-                task=self.task,
-                temperatures=tuple(lf.temperatures),
-                compression_ratio_threshold=lf.compression_ratio_threshold,
-                logprob_threshold=lf.logprob_threshold,
-                no_speech_threshold=lf.no_speech_threshold,
-                condition_on_prev_tokens=lf.condition_on_prev_tokens,
-                chunk_length_s=lf.chunk_length_s,
-                stride_length_s=lf.stride_length_s,
-                batch_size=self.batch_size,
-                return_timestamps=lf.return_timestamps,
-                decode=self.to_decode_options(),
-            )
+            return make(LongformOptions, values, decode=self.to_decode_options())
         except ConfigError as exc:
             raise ConfigError(f"{self._where()}: {exc}") from exc
 
@@ -309,7 +278,12 @@ class Config:
         if self.backend == "auto":
             name, reason = self._choose_backend(found, directory)
             self.resolved_backend, self.backend_reason = name, reason
-            logger.info("backend auto: chose %s for %s (%s)", name, directory, reason)
+            # Said aloud when a config asked for auto or a better backend was passed over; a
+            # bare command line that simply runs the model's own format stays quiet.
+            obvious = name == runtimes.runners_of(found)[0].name
+            asked = self.source is not None or "backend" in self.origins
+            level = logging.INFO if asked or not obvious else logging.DEBUG
+            logger.log(level, "backend auto: chose %s for %s (%s)", name, directory, reason)
         else:
             if found not in runtimes.spec(self.backend).formats:
                 raise ConfigError(
@@ -411,10 +385,6 @@ def _key_fields(cls: type) -> list[dataclasses.Field]:  # type: ignore[type-arg]
     return [f for f in dataclasses.fields(cls) if f.init and f.name not in ("source", "origins")]
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _merge(
     values: dict[str, Any], origins: dict[str, str], data: Mapping[str, Any], origin: str, from_text: bool
 ) -> None:
@@ -424,7 +394,7 @@ def _merge(
     for key, value in data.items():
         if key in TABLES:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{origin}: {key}: must be a table ([{key}]), got {_describe(value)}")
+                raise ConfigError(f"{origin}: {key}: must be a table ([{key}]), got {describe(value)}")
             for sub, sub_value in value.items():
                 _set(values, origins, f"{key}.{sub}", sub_value, origin, from_text)
         else:
@@ -441,108 +411,10 @@ def _set(
         known = ", ".join(fields)
         where = f"[{table}]" if table else "top level"
         raise ConfigError(f"{origin}: {name}: unknown key (known keys at {where}: {known})")
-    f = fields[key]
-    converted = _convert(value, _hints(cls)[key], name, origin, from_text)
-    _check_rules(converted, f.metadata, name, origin)
+    converted = read_value(value, hints(cls)[key], spec_of(fields[key]), name, origin, from_text)
     target = values.setdefault(table, {}) if table else values
     target[key] = converted
     origins[name] = origin
-
-
-def _convert(value: Any, hint: Any, name: str, origin: str, from_text: bool) -> Any:
-    args = typing.get_args(hint)
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
-    if optional:
-        (hint,) = [a for a in args if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in (NONE, "")):
-            return None
-    if from_text and isinstance(value, str):
-        value = _parse_text(value, hint, name, origin)
-    if typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(
-                f"{origin}: {name}: expected a list of {_type_name(item)}s, got {_describe(value)}"
-            )
-        return [_convert(v, item, name, origin, from_text=False) for v in value]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - a key with a type this reader does not know is a bug here
-        raise TypeError(f"config key {name}: unsupported type {hint}")
-    unset = f' (or "{NONE}" to unset it)' if optional else ""
-    raise ConfigError(
-        f"{origin}: {name}: expected {_type_name(hint, article=True)}{unset}, got {_describe(value)}"
-    )
-
-
-def _parse_text(text: str, hint: Any, name: str, origin: str) -> Any:
-    """An environment variable's text as the key's type."""
-    raw = text.strip()
-    try:
-        if typing.get_origin(hint) is list:
-            (item,) = typing.get_args(hint)
-            if raw.startswith("["):
-                return read_toml_text(f"v = {raw}", origin)["v"]
-            return [_parse_text(part, item, name, origin) for part in raw.split(",") if part.strip()]
-        if hint is bool:
-            lowered = raw.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off"):
-                return False
-            return text
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-    except ValueError:
-        return text  # reported by _convert with the expected type
-    except Exception as exc:  # TOML syntax in a list
-        raise ConfigError(f"{origin}: {name}: cannot read {text!r} as a list ({exc})") from exc
-    return text
-
-
-def _check_rules(value: Any, rules: Mapping[str, Any], name: str, origin: str) -> None:
-    if value is None:
-        return
-    items = value if isinstance(value, list) else [value]
-    if rules.get("nonempty") and not items:
-        raise ConfigError(f"{origin}: {name}: must not be empty")
-    for item in items:
-        problem = None
-        if "choices" in rules and item not in rules["choices"]:
-            problem = f"choose one of {', '.join(rules['choices'])}"
-        elif rules.get("backend") and item not in (*runtimes.names(), "auto"):
-            problem = f"choose one of {', '.join((*runtimes.names(), 'auto'))}"
-        elif "pattern" in rules and not re.fullmatch(rules["pattern"], item):
-            problem = "use cpu, cuda or cuda:N"
-        elif "minimum" in rules and item < rules["minimum"]:
-            problem = f"must be >= {rules['minimum']}"
-        elif "above" in rules and item <= rules["above"]:
-            problem = f"must be > {rules['above']}"
-        elif "maximum" in rules and item > rules["maximum"]:
-            problem = f"must be <= {rules['maximum']}"
-        elif rules.get("language") and not _known_language(item):
-            problem = "not a Whisper language code or name (en, english, de, ...)"
-        if problem:
-            raise ConfigError(f"{origin}: {name} = {_show(item)}: {problem}")
-
-
-def _known_language(value: str) -> bool:
-    from dwkit.tokenizer import LANGUAGES
-
-    lowered = value.lower()
-    return lowered in LANGUAGES or lowered in LANGUAGES.values()
 
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -569,22 +441,3 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
                 continue  # DWKIT_CACHE and friends are not config keys
         found[name] = (text, f"environment variable {var}")
     return found
-
-
-def _type_name(hint: Any, article: bool = False) -> str:
-    name = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(hint, str(hint))
-    if typing.get_origin(hint) is list:
-        name = f"list of {_type_name(typing.get_args(hint)[0])}s"
-    if not article:
-        return name
-    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
-
-
-def _show(value: Any) -> str:
-    """A value as TOML writes it (strings in double quotes)."""
-    return f'"{value}"' if isinstance(value, str) else repr(value)
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table"}
-    return f"{_show(value)} ({kind.get(type(value), type(value).__name__)})"

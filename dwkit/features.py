@@ -14,15 +14,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from dwkit.audio import SAMPLE_RATE, AudioInput, AudioStream, load_audio
+from dwkit.audio import AudioInput, AudioStream, load_audio
+from dwkit.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.errors import AudioError
 
-N_FFT = 400
-HOP_LENGTH = 160
-CHUNK_LENGTH = 30
-N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000 samples in a 30 s window
-N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames in a 30 s window
-FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
 _BLOCK_FRAMES = 6000  # STFT in blocks of 60 s so long audio never builds a giant frame matrix
 _EDGE = N_FFT // 2  # reflection padding on each side of the recording
 

@@ -12,11 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dwkit.constants import TIME_PRECISION  # noqa: F401 - re-exported: 20 ms per timestamp token
 from dwkit.errors import ModelError
 from dwkit.manifest import read_manifest
-
-# The alignment of timestamp tokens: each one is 20 ms (2 mel frames of 10 ms).
-TIME_PRECISION = 0.02
 
 
 @dataclass

@@ -9,12 +9,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from dwkit.audio import SAMPLE_RATE, AudioInput, load_audio
+from dwkit.audio import AudioInput, load_audio
+from dwkit.constants import SAMPLE_RATE
 from dwkit.errors import ConfigError
 from dwkit.features import recording_mel
 from dwkit.longform.chunked import transcribe_chunked
 from dwkit.longform.options import LongformOptions
-from dwkit.longform.sequential import SegmentFn, transcribe_sequential
+from dwkit.longform.sequential import transcribe_sequential
+from dwkit.longform.windows import SegmentFn
 from dwkit.results import Transcript
 from dwkit.runtimes import load as load_backend
 from dwkit.runtimes.base import Backend, RuntimeConfig

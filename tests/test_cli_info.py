@@ -11,7 +11,8 @@ import pytest
 from dwkit import runtimes
 from dwkit.cli.main import build_parser
 from dwkit.cli.main import entry as dwkit
-from dwkit.cli.transcribe import _flag_overrides
+from dwkit.cli.options import config_flags
+from dwkit.config import Config
 
 # --- dwkit info -------------------------------------------------------------------------------
 
@@ -123,13 +124,26 @@ def _args(*argv: str):
     return build_parser().parse_args(["transcribe", "a.wav", *argv])
 
 
+def _flag_overrides(args) -> dict:
+    """The config keys the flags set, with their values as the validated Config holds them."""
+    flags = config_flags(args)
+    config = Config.from_dict({}, flags=flags, check=False)
+    overrides: dict = {}
+    for key in flags:
+        table, _, name = key.rpartition(".")
+        value = getattr(getattr(config, table) if table else config, name)
+        (overrides.setdefault(table, {}) if table else overrides)[name] = value
+    return overrides
+
+
 def test_only_flags_typed_override_the_config():
     assert _flag_overrides(_args()) == {}
     assert _flag_overrides(_args("--config", "c.toml")) == {}
     # typed at their default values: still explicit, so they still win over the file
     overrides = _flag_overrides(_args("--device", "cpu", "--beam-size", "1", "--mode", "sequential"))
     assert overrides == {"device": "cpu", "mode": "sequential", "decode": {"beam_size": 1}}
-    overrides = _flag_overrides(_args("--no-timestamps", "--temperature", "0", "0.4", "-f", "json"))
+    # --temperature takes a comma list now (a space-separated one swallowed the audio path)
+    overrides = _flag_overrides(_args("--no-timestamps", "--temperature", "0,0.4", "-f", "json"))
     assert overrides == {
         "output_format": "json",
         "longform": {"return_timestamps": False, "temperatures": [0.0, 0.4]},

@@ -45,9 +45,9 @@ from dwkit.bench.measure import (  # noqa: E402
     per_unit_ms,
     summarise_latencies,
 )
+from dwkit.constants import SAMPLE_RATE  # noqa: E402
 from dwkit.errors import ConfigError  # noqa: E402
 
-SAMPLE_RATE = 16000
 WARMUP_SECONDS = 10.0
 SYSTEMS = ("dwkit", "faster-whisper", "transformers-pipeline", "whisper.cpp")
 # faster-whisper measures compression on text (OpenAI's), dwkit on token ids (transformers'):
@@ -179,22 +179,15 @@ def forced_suppress_tokens(info: Any) -> list[int]:
 
 
 def _settings(opts: Any) -> dict[str, Any]:
-    return {
-        "mode": opts.mode,
-        "language": opts.language,
-        "batch_size": opts.batch_size,
-        "beam_size": opts.decode.beam_size,
-        "temperatures": list(opts.temperatures),
-        "compression_ratio_threshold": opts.compression_ratio_threshold,
-        "logprob_threshold": opts.logprob_threshold,
-        "no_speech_threshold": opts.no_speech_threshold,
-        "condition_on_prev_tokens": opts.condition_on_prev_tokens,
-        "chunk_length_s": opts.chunk_length_s,
-        "max_new_tokens": opts.decode.max_new_tokens,
-        "suppress_tokens": "forced mode: model's + eot + timestamps after <|0.00|>"
-        if opts.decode.suppress_tokens is not None
-        else "model's",
-    }
+    """Every option the run used (from the options schema), for the report."""
+    from dwkit.schema import flat_values
+
+    settings = flat_values(opts)
+    forced = opts.decode.suppress_tokens is not None
+    settings["suppress_tokens"] = (
+        "forced mode: model's + eot + timestamps after <|0.00|>" if forced else "model's"
+    )
+    return settings
 
 
 def load_dwkit(job: dict[str, Any]) -> Loaded:

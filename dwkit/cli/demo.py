@@ -11,8 +11,7 @@ import argparse
 import time
 from importlib.resources import files
 
-from dwkit.cli.options import add_longform_flags, longform_options
-from dwkit.runtimes.base import RuntimeConfig
+from dwkit.cli.options import add_longform_flags, config_flags
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,23 +21,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dwkit.api import build
     from dwkit.audio import load_audio
     from dwkit.bundled import bundled_model
+    from dwkit.config import Config
+    from dwkit.constants import SAMPLE_RATE
     from dwkit.metrics import wer
-    from dwkit.transcriber import Transcriber
 
     data = files("dwkit") / "data"
     started = time.perf_counter()
     model_dir = bundled_model("tiny.en")
     loaded = time.perf_counter()
-    transcriber = Transcriber.from_model_dir(model_dir, args.backend, RuntimeConfig(), longform_options(args))
+    config = Config.from_dict({"model": str(model_dir), "backend": args.backend}, flags=config_flags(args))
+    transcriber = build(config)
     audio = load_audio(str(data / "demo.flac"))
     began = time.perf_counter()
     transcript = transcriber.transcribe(audio)
     done = time.perf_counter()
     reference = (data / "demo.txt").read_text().strip()
-    seconds = len(audio) / 16000
-    print(f"model: tiny.en (bundled, {model_dir})  backend: {transcriber.backend.name}  mode: {args.mode}")
+    seconds = len(audio) / SAMPLE_RATE
+    print(f"model: tiny.en (bundled, {model_dir})  backend: {transcriber.backend.name}  mode: {config.mode}")
     for seg in transcript.segments:
         print(f"[{seg.start:6.2f} -> {seg.end:6.2f}] {seg.text.strip()}")
     print(f"\ntranscript: {transcript.text.strip()}")

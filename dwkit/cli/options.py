@@ -1,29 +1,79 @@
-"""Command-line flags for runtime and long-form options, shared by transcribe, parity and bench."""
+"""Command-line flags, derived from the options schema (dwkit.schema), shared by transcribe and demo.
+
+Every config key gets a flag: its spelling, help and default come from the field's declaration
+in DecodeOptions, LongformOptions or Config, and its value is read and validated by the same
+reader as the config file's and the environment's (`Config.from_dict(flags=...)`), so a flag
+gets exactly the checks and messages a config key gets. A flag that is not typed is absent
+from the namespace (argparse.SUPPRESS), so it overrides nothing in a config file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from dwkit import runtimes
+from dwkit.config import Config
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError
-from dwkit.longform.options import MODES, LongformOptions
-from dwkit.runtimes.base import RuntimeConfig
+from dwkit.longform.options import LongformOptions
+from dwkit.schema import hints, key_fields, spec_of, unwrap
 
-_DEFAULTS = LongformOptions()
+RUNTIME_KEYS = ("model", "backend", "device", "precision", "threads")
+_METAVARS: dict[Any, str] = {int: "N", float: "X"}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One config key's command-line flag."""
+
+    dest: str  # the dotted config key (decode.beam_size), also the argparse dest
+    spelling: str  # --beam-size
+    field: dataclasses.Field  # type: ignore[type-arg]
+    hint: Any
+
+
+@cache
+def schema_flags() -> dict[str, Flag]:
+    """Every config key's flag, by dotted key: Config's own keys, then [longform]'s, then [decode]'s."""
+    flags: dict[str, Flag] = {}
+    for cls, table in ((Config, ""), (LongformOptions, "longform"), (DecodeOptions, "decode")):
+        types_ = hints(cls)
+        for f in key_fields(cls):
+            spec = spec_of(f)
+            dest = f.name if spec.top else f"{table}.{f.name}"
+            flags.setdefault(
+                dest, Flag(dest, spec.flag or "--" + f.name.replace("_", "-"), f, types_[f.name])
+            )
+    return flags
+
+
+def add_flags(group: argparse._ActionsContainer, keys: list[str]) -> None:
+    """Add the flags of these config keys (dotted names) to a parser or argument group."""
+    for key in keys:
+        flag = schema_flags()[key]
+        spec = spec_of(flag.field)
+        names = [flag.spelling, *([spec.short] if spec.short else [])]
+        kwargs: dict[str, Any] = {"dest": flag.dest, "default": argparse.SUPPRESS, "help": _help(flag)}
+        inner, _ = unwrap(flag.hint)
+        if inner is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(inner) in (list, tuple):
+            item = _METAVARS[typing.get_args(inner)[0]]
+            kwargs.update(action="append", metavar=f"{item}[,{item}...]")
+        elif spec.choices:
+            kwargs["metavar"] = "{" + ",".join(spec.allowed() or ()) + "}"
+        else:
+            kwargs["metavar"] = _METAVARS.get(inner) or flag.field.name.upper()
+        group.add_argument(*names, **kwargs)
 
 
 def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime")
-    group.add_argument(
-        "--model", help="model directory (transformers checkpoint or dwconvert output) or hub id"
-    )
-    group.add_argument(
-        "--backend", choices=list(runtimes.names()), help="default: from the model directory's manifest"
-    )
-    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    group.add_argument("--precision", help="the backend's own precision/compute type name")
-    group.add_argument("--threads", type=int, default=0, help="intra-op threads (0: library default)")
+    add_flags(group, list(RUNTIME_KEYS))
     group.add_argument(
         "--backend-option",
         action="append",
@@ -35,42 +85,22 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_longform_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("long-form (defaults: distil-whisper's recommendations)")
-    group.add_argument("--mode", choices=MODES, default=_DEFAULTS.mode)
-    group.add_argument("--language", help="language code or name; default: detect (multilingual models)")
-    group.add_argument("--task", choices=["transcribe", "translate"], default=_DEFAULTS.task)
-    group.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    group.add_argument("--beam-size", type=int, default=1)
-    group.add_argument(
-        "--temperature",
-        type=float,
-        nargs="+",
-        default=list(_DEFAULTS.temperatures),
-        help="fallback temperatures, tried in order",
-    )
-    group.add_argument(
-        "--compression-ratio-threshold", type=float, default=_DEFAULTS.compression_ratio_threshold
-    )
-    group.add_argument("--logprob-threshold", type=float, default=_DEFAULTS.logprob_threshold)
-    group.add_argument("--no-speech-threshold", type=float, default=_DEFAULTS.no_speech_threshold)
-    group.add_argument("--condition-on-prev-tokens", action="store_true")
-    group.add_argument(
-        "--chunk-length", type=float, default=_DEFAULTS.chunk_length_s, help="chunked mode, seconds"
-    )
-    group.add_argument(
-        "--stride-length", type=float, default=None, help="chunked mode, seconds each side (default chunk/6)"
-    )
-    group.add_argument("--no-timestamps", action="store_true", help="chunked mode: decode without timestamps")
-    group.add_argument("--seed", type=int, default=None, help="seed for sampling above temperature 0")
+    keys = [k for k in schema_flags() if k not in RUNTIME_KEYS and k != "output_format"]
+    add_flags(group, keys)
 
 
-def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
-    return RuntimeConfig(
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        options=parse_backend_options(args.backend_option),
-    )
+def config_flags(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """The flags typed, as `Config.from_dict(flags=...)` reads them: key -> (value, flag).
+
+    A repeated list flag joins its values (`--temperature 0 --temperature 0.2` is `0,0.2`).
+    """
+    typed = vars(args)
+    found: dict[str, tuple[Any, str]] = {}
+    for key, flag in schema_flags().items():
+        if key in typed:
+            value = typed[key]
+            found[key] = (",".join(value) if isinstance(value, list) else value, flag.spelling)
+    return found
 
 
 def parse_backend_options(items: list[str]) -> dict[str, object]:
@@ -95,19 +125,13 @@ def parse_backend_options(items: list[str]) -> dict[str, object]:
     return options
 
 
-def longform_options(args: argparse.Namespace) -> LongformOptions:
-    return LongformOptions(
-        mode=args.mode,
-        language=args.language,
-        task=args.task,
-        temperatures=tuple(args.temperature),
-        compression_ratio_threshold=args.compression_ratio_threshold,
-        logprob_threshold=args.logprob_threshold,
-        no_speech_threshold=args.no_speech_threshold,
-        condition_on_prev_tokens=args.condition_on_prev_tokens,
-        chunk_length_s=args.chunk_length,
-        stride_length_s=args.stride_length,
-        batch_size=args.batch_size,
-        return_timestamps=not args.no_timestamps,
-        decode=DecodeOptions(beam_size=args.beam_size, seed=args.seed),
-    )
+def _help(flag: Flag) -> str:
+    spec = spec_of(flag.field)
+    default = flag.field.default
+    if isinstance(default, tuple):
+        default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+    if isinstance(default, bool):
+        default = str(default).lower()
+    shown = "" if default is None else f" (default: {default})"
+    optional = " (none unsets it)" if unwrap(flag.hint)[1] and default is not None else ""
+    return f"{spec.help}{shown}{optional}".replace("%", "%%")

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 from dwkit.cli.common import write_atomic
-from dwkit.cli.options import add_longform_flags, add_runtime_flags, longform_options, runtime_config
+from dwkit.cli.options import (
+    add_flags,
+    add_longform_flags,
+    add_runtime_flags,
+    config_flags,
+    parse_backend_options,
+)
 from dwkit.errors import ConfigError
-from dwkit.writers import FORMATS, render
+from dwkit.writers import render
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("transcribe", help="transcribe audio files")
     parser.add_argument("audio", nargs="+", help="audio files (any format FFmpeg reads)")
-    parser.add_argument("--output-format", "-f", choices=FORMATS, default="txt")
+    add_flags(parser, ["output_format"])
     parser.add_argument("-o", "--output", type=Path, help="output file (one audio) or directory (several)")
     parser.add_argument(
         "--progress",
@@ -33,107 +37,53 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_runtime_flags(parser)
     add_longform_flags(parser)
-    _record_explicit_flags(parser)
-
-
-def resolve_model(model: str | None) -> Path:
-    """--model, else the bundled real tiny.en (imported once and cached)."""
-    if model:
-        from dwkit.converters.base import resolve_source
-
-        return resolve_source(model)
-    from dwkit.bundled import bundled_model
-
-    return bundled_model("tiny.en")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dwkit.api import build
     from dwkit.audio import check_audio
-    from dwkit.transcriber import Transcriber
+    from dwkit.config import Config
 
     if args.output and len(args.audio) > 1 and args.output.exists() and not args.output.is_dir():
         raise ConfigError(f"{args.output}: with several audio files, -o must be a directory")
+    _refuse_stray_numbers(args.audio)
+    # Flags alone or over a config file: the same validation, and backend = "auto", either way.
+    flags = config_flags(args)
+    if args.config:
+        config = Config.from_file(args.config, flags=flags, check=False)
+    else:
+        config = Config.from_dict({}, flags=flags, check=False)
     for path in args.audio:  # bad audio fails before the model loads; decoding streams later
         check_audio(path)
-    output_format = args.output_format
-    if args.config:
-        from dwkit.api import load
-        from dwkit.config import Config
+    if not config.model:
+        from dwkit.bundled import bundled_model
 
-        config = Config.from_file(args.config, overrides=_flag_overrides(args), check=False)
-        if not config.model:
-            config.model = str(resolve_model(None))
-        output_format = config.output_format
-        transcriber = load(config)  # checks the combinations and resolves backend = "auto"
-    else:
-        transcriber = Transcriber.from_model_dir(
-            resolve_model(args.model), args.backend, runtime_config(args), longform_options(args)
-        )
+        config.model = str(bundled_model("tiny.en"))
+    transcriber = build(config, parse_backend_options(args.backend_option))  # checks, resolves "auto"
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     transcripts = transcriber.transcribe_batch(args.audio, progress=show_progress)
     for path, transcript in zip(args.audio, transcripts):
         transcript.source = path
-        text = render(transcript, output_format)
+        text = render(transcript, config.output_format)
         if args.output is None:
             sys.stdout.write(text)
         elif len(args.audio) == 1 and not args.output.is_dir():
             write_atomic(args.output, text)
         else:
-            write_atomic(args.output / f"{Path(path).stem}.{output_format}", text)
+            write_atomic(args.output / f"{Path(path).stem}.{config.output_format}", text)
     return 0
 
 
-# flag dest -> config key; --no-timestamps is longform.return_timestamps inverted.
-FLAG_KEYS = {
-    "model": "model",
-    "backend": "backend",
-    "device": "device",
-    "precision": "precision",
-    "threads": "threads",
-    "batch_size": "batch_size",
-    "mode": "mode",
-    "language": "language",
-    "task": "task",
-    "output_format": "output_format",
-    "beam_size": "decode.beam_size",
-    "seed": "decode.seed",
-    "temperature": "longform.temperatures",
-    "compression_ratio_threshold": "longform.compression_ratio_threshold",
-    "logprob_threshold": "longform.logprob_threshold",
-    "no_speech_threshold": "longform.no_speech_threshold",
-    "condition_on_prev_tokens": "longform.condition_on_prev_tokens",
-    "chunk_length": "longform.chunk_length_s",
-    "stride_length": "longform.stride_length_s",
-    "no_timestamps": "longform.return_timestamps",
-}
-_EXPLICIT = "_explicit_flags"
-
-
-def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Config overrides from the flags the user typed (a flag left at its default overrides nothing)."""
-    overrides: dict[str, Any] = {}
-    for dest in sorted(getattr(args, _EXPLICIT, None) or ()):
-        if dest not in FLAG_KEYS:
+def _refuse_stray_numbers(paths: list[str]) -> None:
+    """A number where an audio path should be is a temperature left over from the old
+    `--temperature 0 0.2 a.wav` syntax (which swallowed the audio path): say how to write it."""
+    for path in paths:
+        try:
+            float(path)
+        except ValueError:
             continue
-        value = getattr(args, dest)
-        if dest == "no_timestamps":
-            value = not value
-        table, _, key = FLAG_KEYS[dest].rpartition(".")
-        (overrides.setdefault(table, {}) if table else overrides)[key] = value
-    return overrides
-
-
-def _record_explicit_flags(parser: argparse.ArgumentParser) -> None:
-    """Make each optional flag note its dest in the namespace when given on the command line."""
-    for action in parser._actions:
-        if action.option_strings and not isinstance(action, argparse._HelpAction):
-            action.__class__ = _recording(type(action))
-
-
-@cache
-def _recording(cls: type) -> type:
-    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
-        setattr(namespace, _EXPLICIT, (getattr(namespace, _EXPLICIT, None) or frozenset()) | {self.dest})
-        cls.__call__(self, parser, namespace, values, option_string)
-
-    return type(f"Recording{cls.__name__}", (cls,), {"__call__": __call__})
+        if not Path(path).exists():
+            raise ConfigError(
+                f"{path}: no such audio file; --temperature takes one comma-separated list "
+                "(--temperature 0,0.2) or is repeated (--temperature 0 --temperature 0.2)"
+            )

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwkit.audio import SAMPLE_RATE
-from dwkit.features import N_FRAMES, N_SAMPLES, log_mel
+from dwkit.constants import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from dwkit.features import log_mel
 from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
 from dwkit.longform.options import LongformOptions
-from dwkit.longform.sequential import ProgressFn, WindowState, consume_windows
+from dwkit.longform.segments import clamp_to_duration
+from dwkit.longform.windows import ProgressFn, WindowState, consume_windows
 from dwkit.results import Segment, Transcript
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import LANGUAGES, Tokenizer
@@ -55,35 +56,40 @@ def transcribe_chunked(
     opts: LongformOptions,
     progress: ProgressFn | None = None,
 ) -> list[Transcript]:
-    info = backend.info
+    """Cut every recording into chunks, decode all chunks together, merge each recording's."""
     chunk_len = int(round(opts.chunk_length_s * SAMPLE_RATE))
     stride = int(round(opts.stride_s * SAMPLE_RATE))
     chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
-    states = [
-        WindowState(
-            mel=log_mel(c.samples, info.n_mels),
-            max_frames=N_FRAMES,
-            language=opts.language,
-            progress_scale=(len(c.samples) - c.stride_left - c.stride_right) / N_SAMPLES,
-        )
-        for c in chunks
-    ]
+    states = [_chunk_state(c, backend.info.n_mels, opts.language) for c in chunks]
     consume_windows(backend, tokenizer, states, opts, timestamps=opts.return_timestamps, progress=progress)
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
     for chunk, state in zip(chunks, states):
-        language_prefix = state.prompt[1:2] if info.multilingual else []
-        outputs[chunk.file].append(
-            ChunkOutput(
-                tokens=language_prefix + [t for seg in state.segments for t in seg.tokens],
-                length_s=len(chunk.samples) / SAMPLE_RATE,
-                stride_left_s=chunk.stride_left / SAMPLE_RATE,
-                stride_right_s=chunk.stride_right / SAMPLE_RATE,
-            )
-        )
+        outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual))
     return [
         _transcript(merge_chunks(outputs[i], tokenizer, opts.return_timestamps), len(a) / SAMPLE_RATE)
         for i, a in enumerate(audios)
     ]
+
+
+def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState:
+    """A chunk's own log-mel (normalised over the chunk, as the pipeline's feature extractor does)."""
+    return WindowState(
+        mel=log_mel(chunk.samples, n_mels),
+        max_frames=N_FRAMES,
+        language=language,
+        progress_scale=(len(chunk.samples) - chunk.stride_left - chunk.stride_right) / N_SAMPLES,
+    )
+
+
+def _chunk_output(chunk: Chunk, state: WindowState, multilingual: bool) -> ChunkOutput:
+    """What the merge reads of one decoded chunk: its tokens (language token first) and strides."""
+    language_prefix = state.prompt[1:2] if multilingual else []
+    return ChunkOutput(
+        tokens=language_prefix + [t for seg in state.segments for t in seg.tokens],
+        length_s=len(chunk.samples) / SAMPLE_RATE,
+        stride_left_s=chunk.stride_left / SAMPLE_RATE,
+        stride_right_s=chunk.stride_right / SAMPLE_RATE,
+    )
 
 
 def _transcript(pieces: list[MergedPiece], duration: float) -> Transcript:
@@ -101,6 +107,6 @@ def _transcript(pieces: list[MergedPiece], duration: float) -> Transcript:
         text="".join(p.text for p in pieces),
         language=code,
         duration=duration,
-        segments=segments,
+        segments=clamp_to_duration(segments, duration),
         mode="chunked",
     )

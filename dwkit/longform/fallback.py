@@ -49,28 +49,29 @@ def decode_with_fallback(
         hyps = backend.generate(sub, [prompts[i] for i in pending], dopts)
         still = []
         for i, hyp in zip(pending, hyps):
-            scored = hyp.tokens + ([eot] if hyp.finished else [])
-            ratio = compression_ratio(scored, backend.info.vocab_size)
-            needs = False
-            if opts.compression_ratio_threshold is not None and ratio > opts.compression_ratio_threshold:
-                needs = True
-            low_logprob = opts.logprob_threshold is not None and hyp.avg_logprob < opts.logprob_threshold
-            needs = needs or low_logprob
-            skipped = (
-                opts.no_speech_threshold is not None
-                and low_logprob
-                and hyp.no_speech_prob is not None
-                and hyp.no_speech_prob > opts.no_speech_threshold
-            )
-            if skipped:
-                needs = False
-            results[i] = WindowResult(hyp, ratio, bool(skipped))
-            if needs:
+            ratio = compression_ratio(hyp.tokens + ([eot] if hyp.finished else []), backend.info.vocab_size)
+            needs_fallback, skipped = _judge(hyp, ratio, opts)
+            results[i] = WindowResult(hyp, ratio, skipped)
+            if needs_fallback:
                 still.append(i)
         pending = still
         if not pending or attempt == len(opts.temperatures) - 1:
             break
     return [r for r in results if r is not None]
+
+
+def _judge(hyp: Hypothesis, ratio: float, opts: LongformOptions) -> tuple[bool, bool]:
+    """(decode again at the next temperature, skip as silence): repetition or a low log-prob
+    asks for another try, unless the window is silence (no speech likely, log-prob low)."""
+    too_repetitive = opts.compression_ratio_threshold is not None and ratio > opts.compression_ratio_threshold
+    low_logprob = opts.logprob_threshold is not None and hyp.avg_logprob < opts.logprob_threshold
+    silence = (
+        opts.no_speech_threshold is not None
+        and low_logprob
+        and hyp.no_speech_prob is not None
+        and hyp.no_speech_prob > opts.no_speech_threshold
+    )
+    return (too_repetitive or low_logprob) and not silence, silence
 
 
 def _select(backend: Backend, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwkit.model_info import TIME_PRECISION
+from dwkit.constants import N_AUDIO_CTX, TIME_PRECISION
 from dwkit.tokenizer import LANGUAGES, Tokenizer
-
-SEGMENT_SIZE = 1500  # encoder positions per 30 s window
 
 
 @dataclass
@@ -37,83 +35,129 @@ class MergedPiece:
 def merge_chunks(
     outputs: list[ChunkOutput], tokenizer: Tokenizer, return_timestamps: bool
 ) -> list[MergedPiece]:
-    info = tokenizer.info
-    ts_begin = info.timestamp_begin
-    precision = TIME_PRECISION
-    pieces: list[MergedPiece] = []
-    last_language: str | None = None
-    piece = MergedPiece("", None, None, None)
-    time_offset = 0.0
-    previous: list[list[int]] = []
-    skip = False
-
-    def close(current: MergedPiece, token_runs: list[list[int]]) -> None:
-        current.text = tokenizer.decode(longest_common_sequence(token_runs))
-        pieces.append(current)
-
+    """The recording's text pieces (one per timestamped segment, or per language without timestamps)."""
+    merger = _Merger(tokenizer, return_timestamps)
     for output in outputs:
+        merger.add(output)
+    return merger.finish()
+
+
+class _Merger:
+    """The pipeline's merge state, fed one chunk at a time (`_decode_asr`'s loop, in parts).
+
+    `previous` collects the token runs of the piece being built, one per chunk it spans;
+    they are joined on their longest common sequence when the piece closes.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, return_timestamps: bool):
+        self.tokenizer, self.info, self.return_timestamps = tokenizer, tokenizer.info, return_timestamps
+        self.pieces: list[MergedPiece] = []
+        self.piece = MergedPiece("", None, None, None)
+        self.last_language: str | None = None
+        self.time_offset = 0.0
+        self.previous: list[list[int]] = []
+        self.current: list[int] = []
+        self.skip = False
+
+    def add(self, output: ChunkOutput) -> None:
+        ts_begin = self.info.timestamp_begin
         tokens = output.tokens
-        last_timestamp = None
-        first_timestamp = ts_begin
-        cur_max, prev_segments_len, penultimate = 0.0, 0.0, 0.0
-        time_offset -= output.stride_left_s
-        right_stride_start = output.length_s - output.stride_right_s
-        if output.stride_left_s:
-            first_timestamp = output.stride_left_s / precision + ts_begin
-        if output.stride_right_s:
-            for token in reversed(tokens):
-                if token >= ts_begin:
-                    if last_timestamp is not None and (token - ts_begin) * precision < right_stride_start:
-                        break
-                    last_timestamp = token
-        current: list[int] = []
+        self.current = []
+        self.time_offset -= output.stride_left_s
+        first_timestamp = (
+            output.stride_left_s / TIME_PRECISION + ts_begin if output.stride_left_s else ts_begin
+        )
+        last_timestamp = _last_kept_timestamp(output, ts_begin)
+        clock = _WindowClock(ts_begin)
         for i, token in enumerate(tokens):
-            if info.eot <= token < ts_begin:  # special: only language tokens matter here
-                code = tokenizer.language_of(token)
-                language = LANGUAGES.get(code) if code else None
-                if language is not None:
-                    if last_language and language != last_language and not return_timestamps:
-                        previous.append(current)
-                        close(piece, previous)
-                        previous, current = [], []
-                        piece = MergedPiece("", None, None, None)
-                    piece.language = language
-                    last_language = language
+            if self.info.eot <= token < ts_begin:  # special: only language tokens matter here
+                self._language(token)
             elif token >= ts_begin:
-                timestamp = float((token - ts_begin) * precision)
-                if timestamp < cur_max:
-                    single_ending = i >= 2 and not (tokens[i - 1] >= ts_begin and tokens[i - 2] >= ts_begin)
-                    if single_ending:
-                        prev_segments_len += precision * SEGMENT_SIZE
-                    else:
-                        cur_max = penultimate
-                        prev_segments_len += penultimate
-                penultimate = cur_max
-                cur_max = timestamp
-                time = round((token - ts_begin) * precision + time_offset + prev_segments_len, 2)
-                if last_timestamp and token >= last_timestamp:
-                    skip = True
-                elif skip or (previous and token < first_timestamp):
-                    skip = False
-                elif piece.start is None:
-                    piece.start = time
-                elif time != piece.start:
-                    piece.end = time
-                    previous.append(current)
-                    close(piece, previous)
-                    previous, current = [], []
-                    piece = MergedPiece("", None, None, last_language)
+                clock.advance(tokens, i, float((token - ts_begin) * TIME_PRECISION))
+                time = round(
+                    (token - ts_begin) * TIME_PRECISION + self.time_offset + clock.prev_segments_len, 2
+                )
+                self._timestamp(token, time, first_timestamp, last_timestamp)
             else:
-                current.append(token)
-        time_offset += output.length_s - output.stride_right_s
-        if current:
-            previous.append(current)
-        elif not any(p for p in previous):
-            piece = MergedPiece("", None, None, last_language)
-            previous = []
-    if previous:
-        close(piece, previous)
-    return pieces
+                self.current.append(token)
+        self.time_offset += output.length_s - output.stride_right_s
+        if self.current:
+            self.previous.append(self.current)
+        elif not any(p for p in self.previous):
+            self.piece = MergedPiece("", None, None, self.last_language)
+            self.previous = []
+
+    def finish(self) -> list[MergedPiece]:
+        if self.previous:
+            self._close()
+        return self.pieces
+
+    def _language(self, token: int) -> None:
+        code = self.tokenizer.language_of(token)
+        language = LANGUAGES.get(code) if code else None
+        if language is None:
+            return
+        if self.last_language and language != self.last_language and not self.return_timestamps:
+            self._cut(None)  # without timestamps, a change of language starts a new piece
+        self.piece.language = language
+        self.last_language = language
+
+    def _timestamp(self, token: int, time: float, first_timestamp: float, last_timestamp: int | None) -> None:
+        """Skip the timestamps inside the strides; otherwise open the piece, or close it."""
+        if last_timestamp and token >= last_timestamp:
+            self.skip = True
+        elif self.skip or (self.previous and token < first_timestamp):
+            self.skip = False
+        elif self.piece.start is None:
+            self.piece.start = time
+        elif time != self.piece.start:
+            self.piece.end = time
+            self._cut(self.last_language)
+
+    def _cut(self, language: str | None) -> None:
+        self.previous.append(self.current)
+        self._close()
+        self.previous, self.current = [], []
+        self.piece = MergedPiece("", None, None, language)
+
+    def _close(self) -> None:
+        self.piece.text = self.tokenizer.decode(longest_common_sequence(self.previous))
+        self.pieces.append(self.piece)
+
+
+def _last_kept_timestamp(output: ChunkOutput, ts_begin: int) -> int | None:
+    """The first timestamp token inside the right stride (later ones are the next chunk's)."""
+    last: int | None = None
+    if not output.stride_right_s:
+        return last
+    right_stride_start = output.length_s - output.stride_right_s
+    for token in reversed(output.tokens):
+        if token >= ts_begin:
+            if last is not None and (token - ts_begin) * TIME_PRECISION < right_stride_start:
+                break
+            last = token
+    return last
+
+
+@dataclass
+class _WindowClock:
+    """Timestamps restart at 0 in each 30 s window a chunk was decoded in: the offset to add."""
+
+    ts_begin: int
+    cur_max: float = 0.0
+    penultimate: float = 0.0
+    prev_segments_len: float = 0.0
+
+    def advance(self, tokens: list[int], i: int, timestamp: float) -> None:
+        if timestamp < self.cur_max:
+            single_ending = i >= 2 and not (tokens[i - 1] >= self.ts_begin and tokens[i - 2] >= self.ts_begin)
+            if single_ending:
+                self.prev_segments_len += TIME_PRECISION * N_AUDIO_CTX
+            else:
+                self.cur_max = self.penultimate
+                self.prev_segments_len += self.penultimate
+        self.penultimate = self.cur_max
+        self.cur_max = timestamp
 
 
 def longest_common_sequence(runs: list[list[int]]) -> list[int]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError
+from dwkit.schema import option, validate
 
 MODES = ("sequential", "chunked")
 TASKS = ("transcribe", "translate")
@@ -19,33 +20,50 @@ class LongformOptions:
     no-speech skip, as transformers' long-form `generate` runs it. chunked: overlapping
     `chunk_length_s` chunks with `stride_length_s` on each side, batched, merged on the
     longest common token sequence, as transformers' ASR pipeline runs it.
+
+    Each field is declared once here (default, rule, help, flag spelling); the config's
+    top-level keys and `[longform]` table, the `DWKIT_*` variables and the command line's
+    flags are derived from these declarations (dwkit.schema).
     """
 
-    mode: str = "sequential"
-    language: str | None = None  # None: detect (multilingual models)
-    task: str = "transcribe"
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-    compression_ratio_threshold: float | None = 1.35
-    logprob_threshold: float | None = -1.0
-    no_speech_threshold: float | None = 0.6
-    condition_on_prev_tokens: bool = False
-    chunk_length_s: float = 25.0
-    stride_length_s: float | None = None  # None: chunk_length_s / 6 on each side
-    batch_size: int = 8
-    return_timestamps: bool = True  # chunked mode only: sequential always predicts timestamps
+    mode: str = option("sequential", top=True, choices=MODES, help="long-form algorithm")
+    language: str | None = option(
+        None, top=True, language=True, help="language code or name; default: detect (multilingual models)"
+    )
+    task: str = option("transcribe", top=True, choices=TASKS, help="transcribe, or translate to English")
+    temperatures: tuple[float, ...] = option(
+        (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        minimum=0,
+        nonempty=True,
+        flag="--temperature",
+        help="fallback temperatures, tried in order: a comma list (--temperature 0,0.2,0.4) or the "
+        "flag repeated (--temperature 0 --temperature 0.2); the space-separated list of earlier versions "
+        "is refused, as it swallowed the audio path",
+    )
+    compression_ratio_threshold: float | None = option(
+        1.35, above=0, help="re-decode a window whose tokens compress better than this (repetition)"
+    )
+    logprob_threshold: float | None = option(-1.0, help="re-decode a window whose average log-prob is lower")
+    no_speech_threshold: float | None = option(
+        0.6, minimum=0, maximum=1, help="skip a window as silence above this no-speech probability"
+    )
+    condition_on_prev_tokens: bool = option(False, help="prompt each window with the text before it")
+    chunk_length_s: float = option(
+        25.0, above=0, maximum=30, flag="--chunk-length", help="chunked mode, seconds"
+    )
+    stride_length_s: float | None = option(
+        None, minimum=0, flag="--stride-length", help="chunked mode, seconds each side (none: chunk / 6)"
+    )
+    batch_size: int = option(8, top=True, minimum=1, help="windows (or chunks) decoded together")
+    return_timestamps: bool = option(
+        True,
+        flag="--timestamps",
+        help="chunked mode: decode with timestamps (sequential always predicts them)",
+    )
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.task not in TASKS:
-            raise ConfigError(f"task {self.task!r}: choose one of {', '.join(TASKS)}")
-        if not self.temperatures or any(t < 0 for t in self.temperatures):
-            raise ConfigError("temperatures must be a non-empty list of values >= 0")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be >= 1")
-        if not 0 < self.chunk_length_s <= 30:
-            raise ConfigError("chunk_length_s must be in (0, 30] seconds")
+        validate(self)
         if 2 * self.stride_s >= self.chunk_length_s:
             raise ConfigError("stride_length_s must be less than half of chunk_length_s")
 

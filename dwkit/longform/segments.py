@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dwkit.model_info import TIME_PRECISION
-
-INPUT_STRIDE = 2  # mel frames per encoder position (conv2 stride): one timestamp step = 2 frames
-FRAME_SECONDS = 0.01
+from dwkit.constants import FRAME_SECONDS, INPUT_STRIDE, TIME_PRECISION
+from dwkit.results import Segment
 
 
 @dataclass
@@ -51,3 +49,16 @@ def split_window(
     if single_ending:
         return segments, window_frames
     return segments, (tokens[last - 2] - timestamp_begin) * INPUT_STRIDE
+
+
+def clamp_to_duration(segments: list[Segment], duration: float) -> list[Segment]:
+    """The segments with no time past the end of the audio.
+
+    The last window is zero-padded to 30 s, so its closing timestamp (or the window's end,
+    when it has none) can fall after the recording ends (145.24 s on a 145.05 s file);
+    subtitles must not outlast the audio.
+    """
+    for segment in segments:
+        segment.start = min(segment.start, duration)
+        segment.end = min(segment.end, duration)
+    return segments

@@ -1,48 +1,25 @@
 """Sequential long-form transcription: OpenAI's sliding window, as transformers runs it.
 
-Reads top to bottom as the algorithm: compute the log-mel of the whole recording once, then
-for every file still unfinished cut the 30 s window at its seek position, decode it with
-temperature fallback, split it on timestamps into segments, and advance the seek to the last
-complete timestamp. Files are batched: each step encodes one window of every active file.
+The log-mel of each whole recording is computed once (normalised over all of it, as
+transformers' long-form generate does); the window engine (dwkit.longform.windows) then
+slides the 30 s window over it; the segments become the transcript, their times kept
+inside the audio.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 
-from dwkit.features import N_FRAMES, N_SAMPLES, RecordingMel, log_mel, pad_or_trim
-from dwkit.longform.fallback import decode_with_fallback
+from dwkit.constants import N_SAMPLES, SAMPLE_RATE
+from dwkit.features import RecordingMel, log_mel
 from dwkit.longform.options import LongformOptions
-from dwkit.longform.prompt import detect_languages, init_tokens
-from dwkit.longform.segments import FRAME_SECONDS, RawSegment, split_window
-from dwkit.results import Segment, Transcript
+from dwkit.longform.segments import clamp_to_duration
+from dwkit.longform.windows import ProgressFn, SegmentFn, WindowState, consume_windows
+from dwkit.results import Transcript
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import Tokenizer
-
-ProgressFn = Callable[[float], None]  # called with seconds of audio just finished
-SegmentFn = Callable[[Segment], None]  # called with each segment as soon as its window is decoded
-
-
-@dataclass
-class WindowState:
-    """One recording (or one chunk) being consumed window by window."""
-
-    mel: np.ndarray
-    max_frames: int
-    seek: int = 0
-    language: str | None = None
-    prompt: list[int] = field(default_factory=list)
-    segments: list[Segment] = field(default_factory=list)
-    condition: bool = True
-    progress_scale: float = 1.0  # audio seconds per second of mel consumed
-    on_segment: SegmentFn | None = None  # streams this recording's segments (dwkit serve)
-
-    @property
-    def done(self) -> bool:
-        return self.seek >= self.max_frames
 
 
 def transcribe_sequential(
@@ -55,9 +32,9 @@ def transcribe_sequential(
 ) -> list[Transcript]:
     """`audios`: samples, or their log-mel already computed (`features.recording_mel` streams it).
     `on_segment[i]` (optional) receives recording i's segments as they are decoded."""
-    info = backend.info
+    n_mels = backend.info.n_mels
     recordings = [
-        a if isinstance(a, RecordingMel) else RecordingMel(log_mel(a, info.n_mels, pad_to=N_SAMPLES), len(a))
+        a if isinstance(a, RecordingMel) else RecordingMel(log_mel(a, n_mels, pad_to=N_SAMPLES), len(a))
         for a in audios
     ]
     callbacks = list(on_segment) if on_segment is not None else [None] * len(recordings)
@@ -66,117 +43,15 @@ def transcribe_sequential(
         for r, fn in zip(recordings, callbacks)
     ]
     consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
-    return [_transcript(tokenizer, s, r.n_samples) for s, r in zip(states, recordings)]
+    return [_transcript(tokenizer, s, r.n_samples / SAMPLE_RATE) for s, r in zip(states, recordings)]
 
 
-def consume_windows(
-    backend: Backend,
-    tokenizer: Tokenizer,
-    states: list[WindowState],
-    opts: LongformOptions,
-    timestamps: bool,
-    progress: ProgressFn | None = None,
-) -> None:
-    """Decode every state's mel to its end, window by window, batching across states.
-
-    This is also what transformers' generate does with a single 30 s input: after a window
-    that ends mid-segment it seeks to the last timestamp and decodes the rest of the same
-    30 s, so the chunked mode runs each chunk through here too.
-    """
-    _set_prompts(backend, tokenizer, states, opts, timestamps)
-    while True:
-        active = [s for s in states if not s.done]
-        if not active:
-            break
-        for batch in _batches(active, opts.batch_size):
-            _step(backend, tokenizer, batch, opts, timestamps, progress)
-
-
-def _set_prompts(
-    backend: Backend, tokenizer: Tokenizer, states: list[WindowState], opts: LongformOptions, timestamps: bool
-) -> None:
-    """Detect the language of each state on its first 30 s (multilingual models, no language given)."""
-    undetected = [s for s in states if backend.info.multilingual and s.language is None]
-    for batch in _batches(undetected, opts.batch_size):
-        enc = backend.encode(np.stack([pad_or_trim(s.mel) for s in batch]))
-        for state, code in zip(batch, detect_languages(backend, enc)):
-            state.language = code
-    for state in states:
-        state.prompt = init_tokens(tokenizer, state.language, opts.task, timestamps=timestamps)
-
-
-def _step(
-    backend: Backend,
-    tokenizer: Tokenizer,
-    batch: list[WindowState],
-    opts: LongformOptions,
-    timestamps: bool,
-    progress: ProgressFn | None,
-) -> None:
-    info = backend.info
-    num_frames = [min(s.max_frames - s.seek, N_FRAMES) for s in batch]
-    windows = np.stack([pad_or_trim(s.mel[:, s.seek : s.seek + n]) for s, n in zip(batch, num_frames)])
-    enc = backend.encode(windows)
-    prompts = [
-        _prev_tokens(s, info.sot_prev, info.timestamp_begin, info.n_text_ctx, opts) + s.prompt for s in batch
-    ]
-    results = decode_with_fallback(backend, enc, prompts, opts, timestamps=timestamps)
-    for state, frames, result in zip(batch, num_frames, results):
-        before = state.seek
-        hyp = result.hypothesis
-        state.condition = opts.condition_on_prev_tokens and hyp.temperature < 0.5
-        if result.skipped:
-            state.seek += frames
-        else:
-            raw, advance = split_window(hyp.tokens, info.timestamp_begin, state.seek * FRAME_SECONDS, frames)
-            new = [_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw]
-            state.segments.extend(new)
-            if state.on_segment is not None:
-                for segment in new:
-                    state.on_segment(segment)
-            state.seek += advance
-        if progress:
-            progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
-
-
-def _prev_tokens(
-    state: WindowState, sot_prev: int, timestamp_begin: int, n_text_ctx: int, opts: LongformOptions
-) -> list[int]:
-    """<|startofprev|> + the last tokens already transcribed, when conditioning is on."""
-    if not opts.condition_on_prev_tokens or not state.segments:
-        return []
-    if not state.condition:
-        return [sot_prev]
-    history: list[int] = []
-    for seg in state.segments:
-        ends_double = len(seg.tokens) > 2 and seg.tokens[-2] >= timestamp_begin
-        history.extend(seg.tokens[:-1] if ends_double else seg.tokens)
-    return [sot_prev] + history[-(n_text_ctx // 2 - 1) :]
-
-
-def _segment(tokenizer: Tokenizer, raw: RawSegment, hyp, ratio: float) -> Segment:  # type: ignore[no-untyped-def]
-    return Segment(
-        start=round(float(raw.start), 3),
-        end=round(float(raw.end), 3),
-        text=tokenizer.decode(raw.tokens),
-        tokens=raw.tokens,
-        avg_logprob=hyp.avg_logprob,
-        no_speech_prob=hyp.no_speech_prob,
-        temperature=hyp.temperature,
-        compression_ratio=ratio,
-    )
-
-
-def _transcript(tokenizer: Tokenizer, state: WindowState, n_samples: int) -> Transcript:
+def _transcript(tokenizer: Tokenizer, state: WindowState, duration: float) -> Transcript:
     tokens = [t for seg in state.segments for t in seg.tokens]
     return Transcript(
         text=tokenizer.decode(tokens),
         language=state.language if tokenizer.info.multilingual else "en",
-        duration=n_samples / 16000,
-        segments=state.segments,
+        duration=duration,
+        segments=clamp_to_duration(state.segments, duration),
         mode="sequential",
     )
-
-
-def _batches(items: list, size: int) -> list[list]:  # type: ignore[type-arg]
-    return [items[i : i + size] for i in range(0, len(items), size)]

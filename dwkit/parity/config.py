@@ -146,17 +146,12 @@ class ParityConfig:
         """LongformOptions for one parity mode (short runs the sequential engine on 30 s)."""
         from dwkit.decoding.options import DecodeOptions
         from dwkit.longform.options import LongformOptions
+        from dwkit.schema import build
 
         settings = {**PARITY_LONGFORM, **self.data.get("longform", {})}
         settings["mode"] = "sequential" if mode == "short" else mode
-        if "temperatures" in settings:
-            settings["temperatures"] = tuple(settings["temperatures"])
-        try:
-            if isinstance(settings.get("decode"), dict):
-                settings["decode"] = DecodeOptions(**settings["decode"])
-            return LongformOptions(**settings)
-        except TypeError as exc:
-            raise ConfigError(f"[longform] in {self.sources[-1]}: {exc}") from exc
+        origin = f"[longform] in {self.sources[-1]}"
+        return build(LongformOptions, settings, origin, nested={"decode": DecodeOptions})
 
     def runtime_options(self, backend: str) -> dict[str, Any]:
         return dict(self.data.get("runtime", {}).get(backend, {}))

@@ -23,9 +23,11 @@ def _check_sequential(model_dir, speech, opts: LongformOptions) -> None:
     text, segments = generate_longform(model_dir, audio, opts)
     assert ours.text == text
     assert [s.tokens for s in ours.segments] == [s.tokens for s in segments]
+    # dwkit keeps every time inside the audio; transformers can end the last segment in the
+    # zero padding of the last window (7.68 s on a 7.56 s clip), so its times are clamped here
     for mine, theirs in zip(ours.segments, segments):
-        assert mine.start == pytest.approx(theirs.start, abs=0.02)
-        assert mine.end == pytest.approx(theirs.end, abs=0.02)
+        assert mine.start == pytest.approx(min(theirs.start, ours.duration), abs=0.02)
+        assert mine.end == pytest.approx(min(theirs.end, ours.duration), abs=0.02)
     assert wer(spoken, ours.text) < 0.25
 
 
@@ -37,8 +39,8 @@ def _check_chunked(model_dir, speech, opts: LongformOptions) -> None:
     assert ours.text == reference["text"]
     if opts.return_timestamps:
         assert [(s.start, s.end) for s in ours.segments] == [
-            (c["timestamp"][0], c["timestamp"][1] if c["timestamp"][1] is not None else ours.duration)
-            for c in reference["chunks"]
+            (min(start, ours.duration), ours.duration if end is None else min(end, ours.duration))
+            for start, end in (c["timestamp"] for c in reference["chunks"])
         ]
     assert wer(spoken, ours.text) < 0.25
 
