@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise DwkitError(f"dwkit serve needs the serve extra ({exc}): pip install 'dwkit[serve]'") from exc
     from dwkit.api import load
-    from dwkit.cli.transcribe import resolve_model
+    from dwkit.bundled import bundled_model
     from dwkit.config import Config
 
     overrides = {"serve": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = Config.from_dict({}, overrides=overrides, check=False)
     if not config.model:
-        config.model = str(resolve_model(None))
+        config.model = str(bundled_model("tiny.en"))
     app = create_app(config, load(config))
     uvicorn.run(app, host=config.serve.host, port=config.serve.port, log_level=args.log_level)
     return 0
