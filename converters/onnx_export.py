@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dwkit.converters.onnx_graphs import (
+from dwkit.errors import ConversionError
+from dwkit.onnx_graphs import (
     BATCH,
     DECODER_INIT,
     DECODER_STEP,
@@ -36,7 +37,6 @@ from dwkit.converters.onnx_graphs import (
     data_file,
     graph_io,
 )
-from dwkit.errors import ConversionError
 
 # Example sizes for tracing: above 1 so that torch.export does not specialise an axis to 0/1.
 EXAMPLE_BATCH = 2

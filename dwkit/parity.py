@@ -88,7 +88,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _check_layer(data: dict[str, Any], origin: str) -> None:
     """Refuse unknown keys and non-numeric limits, naming the file and the key."""
-    unknown = set(data) - {"thresholds", "longform", "runtime"}
+    unknown = set(data) - {"thresholds", "longform", "runtime", "validation"}  # validation: dwconvert's
     if unknown:
         raise ConfigError(
             f"{origin}: unknown section(s) {sorted(unknown)}; known: thresholds, longform, runtime"
@@ -1062,10 +1062,10 @@ def converted_candidate(
     from dwkit.converters import FORMATS, convert, format_module
 
     _check_available(fmt)
-    module = format_module(fmt)
+    format_module(fmt)  # a missing library fails here, before anything is hashed
     model_dir = Path(model_dir)
     key = hashlib.sha256(f"{__version__}:{fmt}:{precision}".encode())
-    key.update(code_digest(FORMATS[fmt][0]).encode())
+    key.update(code_digest(FORMATS[fmt].module).encode())
     for path in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
         stat = path.stat()
         key.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -1073,6 +1073,6 @@ def converted_candidate(
     out = cache / "parity" / f"{model_dir.name}-{fmt}-{precision}-{key.hexdigest()[:12]}"
     with cache_lock(out.parent / f".{out.name}.lock"):
         if not (out / "dwkit.json").is_file():
-            opts = {"progress": False} if "progress" in getattr(module, "OPTIONS", ()) else {}
+            opts = {"progress": False} if "progress" in FORMATS[fmt].options else {}
             convert(model_dir, out, fmt, precision, validate=False, overwrite=True, **opts)
     return Candidate(fmt, out, precision, f"{fmt}:{out}:{precision}")

@@ -270,10 +270,10 @@ def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
     if spec.backend == "hf":
         return None
     if spec.backend == "ct2":
-        from dwkit.converters import format_module
+        from dwkit.converters import FORMATS
 
-        module = format_module("ct2")
-        return ("ct2", spec.precision if spec.precision in module.PRECISIONS else module.DEFAULT_PRECISION)
+        ct2 = FORMATS["ct2"]
+        return ("ct2", spec.precision if spec.precision in ct2.precisions else ct2.default_precision)
     if spec.backend == "trt":
         return ("onnx", spec.precision)
     return (spec.backend, spec.precision)
