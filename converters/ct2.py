@@ -22,20 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dwkit.converters.template import (
-    ConversionJob,
-    FormatSpec,
-    Stages,
-    Written,
-    hf_reference,
-    numeric_validation,
-)
+from dwkit.converters import template
 from dwkit.errors import ConversionError
 
 MODEL_FILE = "model.bin"
 # Validation: float32 is gated ([validation.ct2] in dwkit/data/parity_thresholds.toml); every
 # other precision rounds weights by design, so its numbers are recorded, not gated.
-FORMAT = FormatSpec(
+FORMAT = template.FormatSpec(
     name="ct2",
     module=__name__,
     extra="ct2",
@@ -65,7 +58,7 @@ def check_options(
     }
 
 
-def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
     """CTranslate2's converter, plus the preprocessor config a checkpoint may lack."""
     assert job.info is not None  # ct2 converts checkpoints only
     info = job.info
@@ -73,7 +66,7 @@ def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
         _run_converter(job.source, out, job.precision, job.options["low_cpu_mem_usage"])
     if not (job.source / "preprocessor_config.json").is_file():
         _write_preprocessor_config(out, info.n_mels)
-    return Written(info, {"model_file": MODEL_FILE})
+    return template.Written(info, {"model_file": MODEL_FILE})
 
 
 def _run_converter(source: Path, out: Path, precision: str, low_cpu_mem_usage: bool) -> None:
@@ -118,7 +111,7 @@ def _write_preprocessor_config(out: Path, n_mels: int) -> None:
     (out / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any]:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
     """Load the written directory in CTranslate2 and compare it with transformers fp32.
 
     CTranslate2 runs the model's own precision ("default" compute type): on a CPU that is
@@ -128,8 +121,8 @@ def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any]:
     from dwkit.runtimes.ct2 import CT2Backend
 
     threads = job.options["threads"]
-    reference = hf_reference(job.source, threads)
+    reference = template.hf_reference(job.source, threads)
     candidate = CT2Backend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
-    return numeric_validation(
+    return template.numeric_validation(
         reference, candidate, FORMAT, job.precision, compute_type=candidate.model.compute_type
     )

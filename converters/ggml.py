@@ -21,21 +21,14 @@ from typing import Any
 import numpy as np
 
 from dwkit.converters import ggml_format as fmt
-from dwkit.converters.template import (
-    ConversionJob,
-    FormatSpec,
-    Stages,
-    Written,
-    hf_reference,
-    numeric_validation,
-)
+from dwkit.converters import template
 from dwkit.errors import ConversionError, DwkitError, ModelError
 from dwkit.model_info import ModelInfo
 
 MODEL_FILE = "ggml-model.bin"
 # Validation: whisper.cpp (flash attention off) against transformers fp32, gated per precision
 # by [validation.ggml] in dwkit/data/parity_thresholds.toml (the measurements are there too).
-FORMAT = FormatSpec(
+FORMAT = template.FormatSpec(
     name="ggml",
     module=__name__,
     extra="ggml",
@@ -64,14 +57,14 @@ def check_options(
     return {"threads": int(opts.get("threads", 0)), "config": config, "hparams": hparams}
 
 
-def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
     assert job.info is not None  # ggml converts checkpoints only
     info = job.info
     with stages("write"):
         write_model_file(
             job.source, out / MODEL_FILE, job.options["config"], job.options["hparams"], info, job.precision
         )
-    return Written(info, {"model_file": MODEL_FILE, "whisper_cpp": _whisper_cpp_version()})
+    return template.Written(info, {"model_file": MODEL_FILE, "whisper_cpp": _whisper_cpp_version()})
 
 
 def hparams_from_config(config: dict[str, Any], precision: str) -> dict[str, int]:
@@ -219,7 +212,7 @@ def _whisper_cpp_version() -> str | None:
 # --- validation ------------------------------------------------------------------------------
 
 
-def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any]:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
     """Load the written file in whisper.cpp (flash attention off) and compare with transformers."""
     if job.precision == "f32":
         return _validate_load_only(model_dir)
@@ -227,12 +220,12 @@ def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any]:
     from dwkit.runtimes.ggml import GgmlBackend
 
     threads = job.options["threads"]
-    reference = hf_reference(job.source, threads)
+    reference = template.hf_reference(job.source, threads)
     candidate = GgmlBackend.from_model_dir(
         model_dir, RuntimeConfig(threads=threads, options={"flash_attn": False})
     )
     try:
-        return numeric_validation(reference, candidate, FORMAT, job.precision, flash_attn=False)
+        return template.numeric_validation(reference, candidate, FORMAT, job.precision, flash_attn=False)
     finally:
         candidate.close()
 

@@ -33,14 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.converters.template import (
-    ConversionJob,
-    FormatSpec,
-    Stages,
-    Written,
-    hf_reference,
-    numeric_validation,
-)
+from dwkit.converters import template
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest, weights_checksum
 from dwkit.onnx_check import inspect_graph
@@ -60,7 +53,7 @@ from dwkit.onnx_graphs import (
 )
 
 # Validation: fp32 is gated ([validation.onnx] in dwkit/data/parity_thresholds.toml).
-FORMAT = FormatSpec(
+FORMAT = template.FormatSpec(
     name="onnx",
     module=__name__,
     extra="onnx",
@@ -107,7 +100,7 @@ def check_options(
     }
 
 
-def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
     """Export (or copy) the fp32 graphs, convert them to the precision, check them."""
     precision, options = job.precision, job.options
     reuse, external, info = options["reuse"], options["external"], job.info
@@ -133,10 +126,12 @@ def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
         "graphs": graphs,
         "fp32_export": str(reuse.resolve()) if reuse else None,
     }
-    return Written(info, fields, versions={"opset": str(options["opset"])})
+    return template.Written(info, fields, versions={"opset": str(options["opset"])})
 
 
-def _export_graphs(source: Path, out: Path, opset: int, external: bool | None, stages: Stages) -> None:
+def _export_graphs(
+    source: Path, out: Path, opset: int, external: bool | None, stages: template.Stages
+) -> None:
     with stages("load transformers model"):
         from dwkit.converters.onnx_export import export_graph, load_model
 
@@ -321,14 +316,14 @@ def check_graph(model_dir: Path, graph: str, decoder_layers: int) -> dict[str, A
     }
 
 
-def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any]:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
     """Load the written directory in onnxruntime and compare it with transformers fp32."""
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.onnx import OnnxBackend
 
     threads = job.options["threads"]
-    reference = hf_reference(job.source, threads)
+    reference = template.hf_reference(job.source, threads)
     candidate = OnnxBackend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
-    return numeric_validation(
+    return template.numeric_validation(
         reference, candidate, FORMAT, job.precision, runtime="onnxruntime CPUExecutionProvider"
     )

@@ -27,15 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dwkit.converters import template
 from dwkit.converters.base import copy_if_present
-from dwkit.converters.template import (
-    ConversionJob,
-    FormatSpec,
-    Stages,
-    Written,
-    hf_reference,
-    numeric_validation,
-)
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
@@ -44,7 +37,7 @@ from dwkit.trt_build import build_engines, check_max_batch, check_workspace, req
 
 # Validation against transformers fp32, as for onnx: fp32 is gated ([validation.trt] in
 # dwkit/data/parity_thresholds.toml), fp16/bf16 are recorded.
-FORMAT = FormatSpec(
+FORMAT = template.FormatSpec(
     name="trt",
     module=__name__,
     extra="onnx",
@@ -86,7 +79,7 @@ def check_options(
     return checked
 
 
-def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
     """The fp32 graphs, the TensorRT checks and plan, and (unless a dry run) the engines."""
     options = job.options
     with stages("onnx graphs"):
@@ -111,7 +104,7 @@ def write(job: ConversionJob, out: Path, stages: Stages) -> Written:
         "engines_built": build is not None,
         "build": build,
     }
-    return Written(info, fields, source=onnx_manifest.get("source"))
+    return template.Written(info, fields, source=onnx_manifest.get("source"))
 
 
 def _copy_onnx_dir(source: Path, manifest: dict[str, Any], dst: Path) -> dict[str, Any]:
@@ -144,7 +137,7 @@ def _export(source: Path, dst: Path, validate: bool, options: Mapping[str, Any])
     return manifest
 
 
-def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any] | None:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any] | None:
     """Load the built engines and compare them with transformers (or, for an onnx source, with
     onnxruntime on the same graphs, which the onnx conversion validated against transformers).
     A dry run built nothing to run: None."""
@@ -160,6 +153,8 @@ def validate_model(job: ConversionJob, model_dir: Path) -> dict[str, Any] | None
         reference: Any = OnnxBackend.from_model_dir(job.source, RuntimeConfig(threads=threads))
         reference_name = "onnxruntime fp32 (CPU) on the same graphs"
     else:
-        reference, reference_name = hf_reference(job.source, threads), "hf fp32"
+        reference, reference_name = template.hf_reference(job.source, threads), "hf fp32"
     candidate = TrtBackend.from_model_dir(model_dir, RuntimeConfig(device="cuda", threads=threads))
-    return numeric_validation(reference, candidate, FORMAT, job.precision, reference_name, runtime="TensorRT")
+    return template.numeric_validation(
+        reference, candidate, FORMAT, job.precision, reference_name, runtime="TensorRT"
+    )

@@ -66,6 +66,19 @@ def kv_names(prefix: str, layers: int) -> list[str]:
 
 
 @dataclass(frozen=True)
+class CacheNames:
+    """The key/value tensor names the decoder graphs exchange, in graph order."""
+
+    past: tuple[str, ...]  # decoder_step inputs: the self-attention cache so far
+    present: tuple[str, ...]  # decoder outputs: the self-attention cache after this call
+    cross: tuple[str, ...]  # decoder_init outputs, decoder_step inputs: cross-attention K/V
+
+
+def cache_names(decoder_layers: int) -> CacheNames:
+    return CacheNames(*(tuple(kv_names(prefix, decoder_layers)) for prefix in ("past", "present", "cross")))
+
+
+@dataclass(frozen=True)
 class GraphIO:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]

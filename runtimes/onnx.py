@@ -38,9 +38,9 @@ from dwkit.onnx_graphs import (
     INPUT_FEATURES,
     INPUT_IDS,
     LOGITS,
+    cache_names,
     graph_file,
     graph_io,
-    kv_names,
     profiles,
 )
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
@@ -154,9 +154,7 @@ class _OrtRunner:
         self.sessions = sessions
         self.gather = gather
         self.place = place
-        self._past_names = kv_names("past", layers)
-        self._present_names = kv_names("present", layers)
-        self._cross_names = kv_names("cross", layers)
+        self.names = cache_names(layers)
 
     def batch_size(self, value: Any) -> int:
         return int(value.shape()[0])
@@ -167,17 +165,17 @@ class _OrtRunner:
         binding.bind_cpu_input(INPUT_IDS, tokens)
         binding.bind_ortvalue_input(ENCODER_STATES, states)
         binding.bind_output(LOGITS, "cpu")
-        for name in (*self._present_names, *self._cross_names):
+        for name in (*self.names.present, *self.names.cross):
             binding.bind_output(name, self.place.device, self.place.index)
         session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        n = len(self._present_names)
+        n = len(self.names.present)
         return outputs[0].numpy(), list(outputs[1 : 1 + n]), list(outputs[1 + n :])
 
     def step_context(self, cross_kv: list[Any]) -> Any:
         """The decoder-step IO binding with the cross K/V bound once for the whole decode."""
         binding = self.sessions[DECODER_STEP].io_binding()
-        for name, value in zip(self._cross_names, cross_kv):
+        for name, value in zip(self.names.cross, cross_kv):
             binding.bind_ortvalue_input(name, value)
         return binding
 
@@ -187,10 +185,10 @@ class _OrtRunner:
         """The hot loop, so only the changing inputs are re-bound."""
         binding = context
         binding.bind_cpu_input(INPUT_IDS, tokens)
-        for name, value in zip(self._past_names, self_kv):
+        for name, value in zip(self.names.past, self_kv):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")
-        for name in self._present_names:
+        for name in self.names.present:
             binding.bind_output(name, self.place.device, self.place.index)
         self.sessions[DECODER_STEP].run_with_iobinding(binding)
         outputs = binding.get_outputs()

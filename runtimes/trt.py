@@ -36,8 +36,8 @@ from dwkit.onnx_graphs import (
     INPUT_FEATURES,
     INPUT_IDS,
     LOGITS,
+    cache_names,
     graph_io,
-    kv_names,
 )
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.graph_steps import GraphStepBackend
@@ -150,9 +150,7 @@ class _TorchRunner:
         self.engines = engines
         self.max_batch = max_batch
         self.device = device
-        self._past_names = kv_names("past", layers)
-        self._present_names = kv_names("present", layers)
-        self._cross_names = kv_names("cross", layers)
+        self.names = cache_names(layers)
 
     def device_tensor(self, array: np.ndarray) -> Any:
         import torch
@@ -184,19 +182,19 @@ class _TorchRunner:
         out = self.run(DECODER_INIT, {INPUT_IDS: self.device_tensor(tokens), ENCODER_STATES: states})
         return (
             _host(out[LOGITS]),
-            [out[name] for name in self._present_names],
-            [out[name] for name in self._cross_names],
+            [out[name] for name in self.names.present],
+            [out[name] for name in self.names.cross],
         )
 
     def step_context(self, cross_kv: list[Any]) -> dict[str, Any]:
-        return dict(zip(self._cross_names, cross_kv))
+        return dict(zip(self.names.cross, cross_kv))
 
     def decoder_step(
         self, tokens: np.ndarray, self_kv: list[Any], context: Any
     ) -> tuple[np.ndarray, list[Any]]:
-        feeds = {INPUT_IDS: self.device_tensor(tokens), **dict(zip(self._past_names, self_kv)), **context}
+        feeds = {INPUT_IDS: self.device_tensor(tokens), **dict(zip(self.names.past, self_kv)), **context}
         out = self.run(DECODER_STEP, feeds)
-        return _host(out[LOGITS]), [out[name] for name in self._present_names]
+        return _host(out[LOGITS]), [out[name] for name in self.names.present]
 
 
 def _host(tensor: Any) -> np.ndarray:
