@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from dwkit.errors import ConversionError
+from dwkit.features import N_FRAMES
 from dwkit.onnx_graphs import (
     BATCH,
     DECODER_INIT,
     DECODER_STEP,
     ENCODER,
+    MAX_BATCH,
     PAST,
     PROMPT,
     data_file,
@@ -41,8 +43,6 @@ from dwkit.onnx_graphs import (
 # Example sizes for tracing: above 1 so that torch.export does not specialise an axis to 0/1.
 EXAMPLE_BATCH = 2
 EXAMPLE_LENGTH = 3
-MAX_BATCH = 1024
-N_FRAMES = 3000  # mel frames of one 30 s window
 # Above this much weight data a graph's tensors go to a separate file (protobuf's limit is 2 GB).
 EXTERNAL_DATA_BYTES = 1 << 30
 

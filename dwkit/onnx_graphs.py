@@ -43,6 +43,7 @@ BATCH = "batch"
 PROMPT = "prompt"
 PAST = "past"
 DYNAMIC_DIMS = (BATCH, PROMPT, PAST)
+MAX_BATCH = 1024  # the exported graphs' bound on the batch axis (and so on TensorRT profiles)
 PROMPT_OPT = 4  # <|startoftranscript|> <|lang|> <|task|> <|notimestamps|>
 
 INPUT_FEATURES = "input_features"

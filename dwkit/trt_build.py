@@ -25,10 +25,17 @@ from typing import Any
 from dwkit.errors import BackendUnavailable, ConversionError, ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_check import inspect_graph
-from dwkit.onnx_graphs import GRAPHS, N_FRAMES, dimension_ranges, graph_file, profile_problems, profiles
+from dwkit.onnx_graphs import (
+    GRAPHS,
+    MAX_BATCH,
+    N_FRAMES,
+    dimension_ranges,
+    graph_file,
+    profile_problems,
+    profiles,
+)
 
 DEFAULT_MAX_BATCH = 8
-MAX_BATCH_LIMIT = 1024  # the export's batch axis bound (onnx_export.MAX_BATCH)
 DEFAULT_WORKSPACE_MIB = 4096
 MiB = 1 << 20
 
@@ -84,16 +91,16 @@ def engine_file(graph: str) -> str:
 
 
 def check_max_batch(value: Any) -> int:
-    """The profiles' largest batch: an int in 1..MAX_BATCH_LIMIT (None: the default)."""
+    """The profiles' largest batch: an int in 1..MAX_BATCH (None: the default)."""
     if value is None:
         return DEFAULT_MAX_BATCH
     try:
         number = int(value)
     except (TypeError, ValueError):
         number = 0
-    if str(number) != str(value).strip() or not 1 <= number <= MAX_BATCH_LIMIT:
+    if str(number) != str(value).strip() or not 1 <= number <= MAX_BATCH:
         raise ConversionError(
-            f"trt max_batch {value!r}: must be a whole number from 1 to {MAX_BATCH_LIMIT} "
+            f"trt max_batch {value!r}: must be a whole number from 1 to {MAX_BATCH} "
             "(batches above it run in chunks of max_batch)"
         )
     return number

@@ -137,7 +137,7 @@ def test_whisper_cpp_loads_every_precision(tiny_en_dir, tmp_path):
     from dwkit.runtimes.whispercpp_ctypes import WhisperContext
 
     ftypes = {}
-    for precision in ggml.PRECISIONS:
+    for precision in ggml.FORMAT.precisions:
         out = tmp_path / precision
         _convert(tiny_en_dir, out, precision)
         context = WhisperContext(out / ggml.MODEL_FILE, flash_attn=False)
