@@ -43,7 +43,6 @@ FORMAT = template.FormatSpec(
         "preprocessor_config.json",  # faster-whisper reads n_mels (feature_size) from it
         "generation_config.json",
     ),
-    summary="CTranslate2 model directory (faster-whisper loads it)",
 )
 
 

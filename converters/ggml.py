@@ -43,7 +43,6 @@ FORMAT = template.FormatSpec(
         "preprocessor_config.json",
         "generation_config.json",
     ),
-    summary="whisper.cpp model file",
 )
 
 

@@ -69,7 +69,6 @@ FORMAT = template.FormatSpec(
         "generation_config.json",
         "config.json",  # the architecture, for TensorRT builds and for people reading the directory
     ),
-    summary="ONNX graphs: encoder, decoder_init, decoder_step (onnxruntime; TensorRT builds from them)",
 )
 FP16_KEEP_FLOAT32 = ("LayerNormalization", "Softmax")
 INT8_OPS = ("MatMul", "Gemm")

@@ -58,7 +58,6 @@ class FormatSpec:
     libraries: tuple[str, ...] = ()  # distributions whose versions the manifest records
     side_files: tuple[str, ...] = ()  # files copied from the source checkpoint when present
     reads: tuple[str, ...] = ()  # converted formats it takes as a source besides checkpoints
-    summary: str = ""
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,6 @@ FORMAT = template.FormatSpec(
     options=("dry_run", "max_batch", "workspace_mib", "onnx_export", "threads", "progress"),
     libraries=("torch", "transformers", "onnx", "onnxruntime", "tensorrt"),
     reads=("onnx",),
-    summary="TensorRT engines built from the onnx graphs (--dry-run: checks and build plan only)",
 )
 ONNX_STAGING = ".onnx-export"
 

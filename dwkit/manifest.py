@@ -18,8 +18,6 @@ from dwkit.errors import ModelError
 
 MANIFEST_NAME = "dwkit.json"
 MANIFEST_VERSION = 1
-# Files whose bytes are a model's weights, in every format dwkit writes or reads.
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.onnx", "*.onnx_data", "*.ggml", "*.engine")
 
 
 @dataclass
@@ -87,7 +85,8 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
 def weights_checksum(model_dir: str | Path) -> str:
     """One checksum over every weight file of a checkpoint, in name order."""
     model_dir = Path(model_dir)
-    files = sorted({p for pattern in WEIGHT_PATTERNS for p in model_dir.glob(pattern)})
+    patterns = ("*.safetensors", "*.bin", "*.onnx", "*.onnx_data", "*.ggml", "*.engine")
+    files = sorted({p for pattern in patterns for p in model_dir.glob(pattern)})
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode())
