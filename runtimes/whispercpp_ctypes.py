@@ -174,7 +174,9 @@ class WhisperLibrary:
             sane = (
                 raw[0] in (0, 1)
                 and raw[1] in (0, 1)
-                and raw[2:4] == b"\0\0"
+                # not the padding bytes after the two bools: C leaves them unspecified (malloc'd
+                # garbage refused a good library at random), but the int that follows them
+                and p.gpu_device == 0
                 and p.dtw_token_timestamps in (False, True)
                 and p.dtw_n_top == -1
                 and p.dtw_aheads_n_heads == 0
