@@ -1,8 +1,7 @@
-"""What every format module shares: source resolution, atomic output, the result type.
+"""The pieces every conversion uses: source resolution, atomic output, the result type.
 
-A format module exposes `convert(source: Path, out_dir: Path, precision: str, **opts)
--> ConversionResult` and is registered in `dwkit.converters`. It writes into the temporary
-directory that `atomic_output_dir` hands it; the directory is renamed into place only when
+The conversion procedure itself is `converters/template.py`. Output goes into the temporary
+directory that `atomic_output_dir` hands out; the directory is renamed into place only when
 the block finishes, so an interrupted or failed conversion never leaves a half-written model.
 """
 
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dwkit.errors import ConversionError, ModelError, ValidationError
+from dwkit.errors import ConversionError, ModelError
 
 
 @dataclass
@@ -121,19 +120,4 @@ def require_checkpoint(source: Path) -> None:
     if not (source / "tokenizer.json").is_file():
         raise ConversionError(
             f"{source}: no tokenizer.json; the converted model needs it (dwkit and faster-whisper read it)"
-        )
-
-
-def record_validation(
-    tmp: Path, manifest: dict[str, Any], validation: dict[str, Any], fmt: str, precision: str
-) -> None:
-    """Store the verdict in the manifest; a failed gate aborts the conversion (nothing is kept)."""
-    from dwkit.manifest import write_manifest
-
-    manifest["validation"] = validation
-    write_manifest(tmp, manifest)
-    if not validation["passed"]:
-        raise ValidationError(
-            f"{fmt} {precision} does not match transformers: {'; '.join(validation['failures'])}; "
-            "nothing was written (use --no-validate to keep it anyway)"
         )

@@ -1,11 +1,12 @@
 """transformers checkpoint -> CTranslate2 model directory (what faster-whisper loads).
 
 CTranslate2's own `TransformersConverter` writes model.bin, its config.json and the
-vocabulary; this module adds the files the shared pipeline and faster-whisper read
-(tokenizer.json, tokenizer_config.json, preprocessor_config.json, generation_config.json),
-validates the result in CTranslate2 against transformers on a fixed input, and writes the
-`dwkit.json` manifest. Everything happens in a temporary sibling directory that is renamed
-into place only when complete, so a failed conversion leaves nothing behind.
+vocabulary; the shared template (`converters/template.py`) copies the files the shared
+pipeline and faster-whisper read (tokenizer.json, tokenizer_config.json,
+preprocessor_config.json, generation_config.json; this module writes the preprocessor config
+a checkpoint lacks), validates the result in CTranslate2 against transformers on a fixed
+input, and writes the `dwkit.json` manifest, all in a temporary directory renamed into place
+only when complete.
 
 Precisions are CTranslate2's quantization names. The default is float16: it is what
 faster-whisper users download (the Systran/faster-whisper-* and faster-distil-whisper-*
@@ -17,95 +18,54 @@ int8 on a CPU), so one directory serves every machine.
 from __future__ import annotations
 
 import json
-import re
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dwkit.converters.base import (
-    ConversionResult,
-    atomic_output_dir,
-    copy_if_present,
-    library_versions,
-    record_validation,
-    require_checkpoint,
-)
+from dwkit.converters import template
 from dwkit.errors import ConversionError
-from dwkit.manifest import weights_checksum, write_manifest
-from dwkit.model_info import ModelInfo
 
-PRECISIONS = ("float32", "float16", "bfloat16", "int8", "int8_float16", "int8_float32", "int8_bfloat16")
-DEFAULT_PRECISION = "float16"
 MODEL_FILE = "model.bin"
-SIDE_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",  # the shared tokenizer reads clean_up_tokenization_spaces from it
-    "preprocessor_config.json",  # faster-whisper reads n_mels (feature_size) from it
-    "generation_config.json",
+# Validation: float32 is gated ([validation.ct2] in dwkit/data/parity_thresholds.toml); every
+# other precision rounds weights by design, so its numbers are recorded, not gated.
+FORMAT = template.FormatSpec(
+    name="ct2",
+    module=__name__,
+    extra="ct2",
+    precisions=("float32", "float16", "bfloat16", "int8", "int8_float16", "int8_float32", "int8_bfloat16"),
+    default_precision="float16",
+    requires=("ctranslate2", "transformers", "torch"),
+    options=("threads", "low_cpu_mem_usage"),
+    libraries=("ctranslate2", "transformers", "torch", "faster-whisper"),
+    side_files=(
+        "tokenizer.json",
+        "tokenizer_config.json",  # the shared tokenizer reads clean_up_tokenization_spaces from it
+        "preprocessor_config.json",  # faster-whisper reads n_mels (feature_size) from it
+        "generation_config.json",
+    ),
 )
-# Validation gate, against transformers fp32 on `validation_mel`. float32 must reproduce it:
-# first-step logits within 1e-3 (dwkit.compare.gate) and identical greedy tokens (measured on tiny.en and
-# base: logits ~3e-5, tokens identical). Every other precision rounds weights by design, so
-# its numbers are recorded, not gated; WER is their measure.
-GATED = ("float32",)
-# Conversion options this module takes (beyond validate/overwrite).
-OPTIONS = ("threads", "low_cpu_mem_usage")
 
 
-def convert(
-    source: Path,
-    out_dir: str | Path,
-    precision: str = DEFAULT_PRECISION,
-    *,
-    validate: bool = True,
-    overwrite: bool = False,
-    **opts: Any,
-) -> ConversionResult:
-    """Write `source` (a transformers Whisper checkpoint) as a CTranslate2 model directory.
+def check_options(
+    source: Path, precision: str, opts: Mapping[str, Any], source_manifest: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`threads` (CPU threads for validation, 0 = library default) and `low_cpu_mem_usage`
+    (passed to transformers when loading the source, default True)."""
+    return {
+        "threads": int(opts.get("threads", 0)),
+        "low_cpu_mem_usage": bool(opts.get("low_cpu_mem_usage", True)),
+    }
 
-    The directory appears only when everything, validation included, succeeded. Options:
-    `threads` (CPU threads for validation, 0 = library default) and `low_cpu_mem_usage`
-    (passed to transformers when loading the source, default True).
-    """
-    if precision not in PRECISIONS:
-        raise ConversionError(f"unknown ct2 precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConversionError(
-            f"ct2 conversion does not take {', '.join(unknown)}; it takes {', '.join(OPTIONS)}"
-        )
-    threads = int(opts.get("threads", 0))
-    source = Path(source)
-    info = ModelInfo.from_hf_dir(source)
-    require_checkpoint(source)
 
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        started = time.perf_counter()
-        _run_converter(source, tmp, precision, bool(opts.get("low_cpu_mem_usage", True)))
-        seconds = time.perf_counter() - started
-        copied = copy_if_present(source, tmp, SIDE_FILES)
-        if "preprocessor_config.json" not in copied:
-            _write_preprocessor_config(tmp, info.n_mels)
-        manifest: dict[str, Any] = {
-            "format": "ct2",
-            "precision": precision,
-            "source": {**source_id(source), "weights_checksum": weights_checksum(source)},
-            "tool": "dwkit.converters.ct2",
-            "model_file": MODEL_FILE,
-            "weights_checksum": weights_checksum(tmp),
-            "library_versions": library_versions("ctranslate2", "transformers", "torch", "faster-whisper"),
-            "model_info": info.to_dict(),
-            "conversion_seconds": round(seconds, 2),
-            "validation": None,
-        }
-        write_manifest(tmp, manifest)
-        validation = None
-        if validate:
-            validation = validate_model(source, tmp, precision, threads=threads)
-            record_validation(tmp, manifest, validation, "ct2", precision)
-        files = sorted(p.name for p in tmp.iterdir())
-    out = Path(out_dir).expanduser().resolve()
-    return ConversionResult(out, "ct2", precision, {"manifest_version": 1, **manifest}, validation, files)
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
+    """CTranslate2's converter, plus the preprocessor config a checkpoint may lack."""
+    assert job.info is not None  # ct2 converts checkpoints only
+    info = job.info
+    with stages("convert"):
+        _run_converter(job.source, out, job.precision, job.options["low_cpu_mem_usage"])
+    if not (job.source / "preprocessor_config.json").is_file():
+        _write_preprocessor_config(out, info.n_mels)
+    return template.Written(info, {"model_file": MODEL_FILE})
 
 
 def _run_converter(source: Path, out: Path, precision: str, low_cpu_mem_usage: bool) -> None:
@@ -150,41 +110,18 @@ def _write_preprocessor_config(out: Path, n_mels: int) -> None:
     (out / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-_HUB_SNAPSHOT = re.compile(r"models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<revision>[0-9a-f]+)")
-
-
-def source_id(source: Path) -> dict[str, str]:
-    """The source as a user would name it: its path, and the hub id + revision of a hub snapshot."""
-    found: dict[str, str] = {"path": str(Path(source).resolve())}
-    match = _HUB_SNAPSHOT.search(Path(source).as_posix())
-    if match:
-        found["hub_id"] = f"{match['org']}/{match['name']}"
-        found["revision"] = match["revision"]
-    return found
-
-
-def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
     """Load the written directory in CTranslate2 and compare it with transformers fp32.
 
     CTranslate2 runs the model's own precision ("default" compute type): on a CPU that is
     float32 arithmetic for float16/bfloat16 weights and int8 for int8_* weights.
     """
-    from dwkit.compare import compare_backends, gate, validation_mel
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.ct2 import CT2Backend
-    from dwkit.runtimes.hf import HFBackend
 
-    info = ModelInfo.from_hf_dir(source)
-    mel = validation_mel(info.n_mels)
-    reference = HFBackend.from_model_dir(source, RuntimeConfig(threads=threads))
+    threads = job.options["threads"]
+    reference = template.hf_reference(job.source, threads)
     candidate = CT2Backend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
-    started = time.perf_counter()
-    report = compare_backends(reference, candidate, mel).to_dict()
-    return {
-        **gate(report, precision in GATED),
-        "reference": "hf fp32",
-        "compute_type": candidate.model.compute_type,
-        "input": "dwkit/data/demo.flac (first 30 s)",
-        "seconds": round(time.perf_counter() - started, 2),
-        **report,
-    }
+    return template.numeric_validation(
+        reference, candidate, FORMAT, job.precision, compute_type=candidate.model.compute_type
+    )

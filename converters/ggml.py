@@ -2,8 +2,9 @@
 
 The file layout, name map and per-tensor types are data in `ggml_format`; this module reads
 the checkpoint one tensor at a time (a 1.5 GB f32 model is never held twice), writes
-`ggml-model.bin`, copies the tokenizer and configs the shared pipeline reads, validates
-the result in whisper.cpp itself against transformers, and writes the `dwkit.json` manifest.
+`ggml-model.bin`; the shared template copies the tokenizer and configs the shared pipeline
+reads, validates the result in whisper.cpp itself against transformers, and writes the
+`dwkit.json` manifest.
 
 Precisions are whisper.cpp's type names. f32 keeps the conv weights f32 like whisper.cpp's
 own converter (an all-f32 file); q8_0/q5_0/q4_0 quantise the 2-D weights (token embedding
@@ -13,111 +14,56 @@ included, positional embeddings excluded) with gguf-py, whose bytes equal ggml's
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dwkit.converters import ggml_format as fmt
-from dwkit.converters.base import (
-    ConversionResult,
-    atomic_output_dir,
-    copy_if_present,
-    library_versions,
-)
-from dwkit.errors import ConversionError, DwkitError, ModelError, ValidationError
-from dwkit.manifest import weights_checksum, write_manifest
+from dwkit.converters import template
+from dwkit.errors import ConversionError, DwkitError, ModelError
 from dwkit.model_info import ModelInfo
 
-PRECISIONS = ("f32", "f16", "q8_0", "q5_0", "q4_0")
-DEFAULT_PRECISION = "f16"
 MODEL_FILE = "ggml-model.bin"
-SIDE_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "preprocessor_config.json",
-    "generation_config.json",
+# Validation: whisper.cpp (flash attention off) against transformers fp32, gated per precision
+# by [validation.ggml] in dwkit/data/parity_thresholds.toml (the measurements are there too).
+FORMAT = template.FormatSpec(
+    name="ggml",
+    module=__name__,
+    extra="ggml",
+    precisions=("f32", "f16", "q8_0", "q5_0", "q4_0"),
+    default_precision="f16",
+    requires=("torch", "safetensors", "gguf"),
+    options=("threads",),
+    libraries=("transformers", "torch", "safetensors", "gguf", "numpy", "pywhispercpp"),
+    side_files=(
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "generation_config.json",
+    ),
 )
-# Validation gates: whisper.cpp (flash attention off) against transformers fp32 on the demo
-# clip, first-step logits and 64 greedy tokens. Measured (tiny.en / base, 43 tokens):
-#   f16   logits max abs 0.062 / 0.048, cosine 0.99992 / 0.99992, tokens identical
-#   q8_0  0.27 / 0.31, cosine 0.9994 / 0.9994, tokens identical
-#   q5_0  2.0 / 1.9, cosine 0.969 / 0.937, tokens identical / diverge at token 8
-#   q4_0  5.3 / 4.4, cosine 0.82 / 0.84, tokens identical
-# (flash attention on: f16 0.27 / 0.49, cosine 0.9993 / 0.9937.) f16 is gated tightly (8x
-# the measured logits diff; a near-tie may flip a token or two in a larger model, so a few
-# percent of token edits are allowed). Quantised files drift by design: their gates only
-# catch a broken file (a wrong tensor map or type gives cosines near 0 and garbage tokens);
-# their accuracy is measured as WER by the tests and the parity gate, not here.
-GATES: dict[str, dict[str, float]] = {
-    "f16": {"logits_cosine_min": 0.9995, "logits_atol": 0.5, "token_error_rate_max": 0.05},
-    "q8_0": {"logits_cosine_min": 0.995, "logits_atol": 2.0, "token_error_rate_max": 0.10},
-    "q5_0": {"logits_cosine_min": 0.85, "logits_atol": 8.0, "token_error_rate_max": 0.35},
-    "q4_0": {"logits_cosine_min": 0.6, "logits_atol": 15.0, "token_error_rate_max": 0.5},
-}
 
 
-def convert(
-    source: Path,
-    out_dir: str | Path,
-    precision: str = DEFAULT_PRECISION,
-    *,
-    validate: bool = True,
-    overwrite: bool = False,
-    threads: int = 0,
-    **opts: Any,
-) -> ConversionResult:
-    """Write `source` (a transformers Whisper checkpoint) as a whisper.cpp model directory.
-
-    The directory holds `ggml-model.bin`, the tokenizer/preprocessor/generation files and
-    `dwkit.json`; it appears only when everything, validation included, succeeded.
-    """
-    if precision not in PRECISIONS:
-        raise ConversionError(f"unknown ggml precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if opts:
-        raise ConversionError(f"ggml conversion takes no options {', '.join(sorted(opts))}")
-    source = Path(source)
-    info = ModelInfo.from_hf_dir(source)
+def check_options(
+    source: Path, precision: str, opts: Mapping[str, Any], source_manifest: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`threads` (CPU threads for validation); refuses shapes whisper.cpp cannot represent
+    before anything is written."""
     config = json.loads((source / "config.json").read_text())
     hparams = hparams_from_config(config, precision)
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        started = time.perf_counter()
-        write_model_file(source, tmp / MODEL_FILE, config, hparams, info, precision)
-        seconds = time.perf_counter() - started
-        copied = copy_if_present(source, tmp, SIDE_FILES)
-        if "tokenizer.json" not in copied:
-            raise ConversionError(f"{source}: no tokenizer.json; the converted model needs it")
-        manifest: dict[str, Any] = {
-            "format": "ggml",
-            "precision": precision,
-            "source": {"path": str(source), "weights_checksum": weights_checksum(source)},
-            "tool": "dwkit.converters.ggml",
-            "model_file": MODEL_FILE,
-            "weights_checksum": weights_checksum(tmp),
-            "library_versions": library_versions(
-                "transformers", "torch", "safetensors", "gguf", "numpy", "pywhispercpp"
-            ),
-            "whisper_cpp": _whisper_cpp_version(),
-            "model_info": info.to_dict(),
-            "conversion_seconds": round(seconds, 2),
-            "validation": None,
-        }
-        write_manifest(tmp, manifest)
-        validation = None
-        if validate:
-            validation = validate_model(source, tmp, precision, threads=threads)
-            manifest["validation"] = validation
-            write_manifest(tmp, manifest)
-            if validation["passed"] is False:
-                raise ValidationError(
-                    f"ggml {precision} does not match transformers: {validation['failures']}; "
-                    "nothing was written (use --no-validate to keep it anyway)"
-                )
-    files = sorted([MODEL_FILE, *copied, "dwkit.json"])
-    out = Path(out_dir).expanduser().resolve()
-    return ConversionResult(out, "ggml", precision, {"manifest_version": 1, **manifest}, validation, files)
+    return {"threads": int(opts.get("threads", 0)), "config": config, "hparams": hparams}
+
+
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
+    assert job.info is not None  # ggml converts checkpoints only
+    info = job.info
+    with stages("write"):
+        write_model_file(
+            job.source, out / MODEL_FILE, job.options["config"], job.options["hparams"], info, job.precision
+        )
+    return template.Written(info, {"model_file": MODEL_FILE, "whisper_cpp": _whisper_cpp_version()})
 
 
 def hparams_from_config(config: dict[str, Any], precision: str) -> dict[str, int]:
@@ -265,60 +211,22 @@ def _whisper_cpp_version() -> str | None:
 # --- validation ------------------------------------------------------------------------------
 
 
-def token_error_rate(reference: list[int], candidate: list[int]) -> float:
-    """Edit distance between two token sequences over the reference length."""
-    previous = list(range(len(candidate) + 1))
-    for i, ref in enumerate(reference, 1):
-        current = [i]
-        for j, cand in enumerate(candidate, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != cand)))
-        previous = current
-    return previous[-1] / max(len(reference), 1)
-
-
-def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
     """Load the written file in whisper.cpp (flash attention off) and compare with transformers."""
-    if precision == "f32":
+    if job.precision == "f32":
         return _validate_load_only(model_dir)
-    from dwkit.compare import compare_backends, validation_mel
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.ggml import GgmlBackend
-    from dwkit.runtimes.hf import HFBackend
 
-    info = ModelInfo.from_hf_dir(source)
-    mel = validation_mel(info.n_mels)
-    started = time.perf_counter()
-    reference = HFBackend.from_model_dir(source, RuntimeConfig(threads=threads))
+    threads = job.options["threads"]
+    reference = template.hf_reference(job.source, threads)
     candidate = GgmlBackend.from_model_dir(
         model_dir, RuntimeConfig(threads=threads, options={"flash_attn": False})
     )
     try:
-        report = compare_backends(reference, candidate, mel).to_dict()
+        return template.numeric_validation(reference, candidate, FORMAT, job.precision, flash_attn=False)
     finally:
         candidate.close()
-    report["token_error_rate"] = token_error_rate(report["reference_tokens"], report["candidate_tokens"])
-    gate = GATES[precision]
-    failures = []
-    if report["logits_cosine"] < gate["logits_cosine_min"]:
-        failures.append(f"logits cosine {report['logits_cosine']:.5f} < {gate['logits_cosine_min']}")
-    if report["logits_max_abs"] > gate["logits_atol"]:
-        failures.append(f"logits max abs diff {report['logits_max_abs']:.4g} > {gate['logits_atol']}")
-    if report["token_error_rate"] > gate["token_error_rate_max"]:
-        failures.append(
-            f"greedy tokens differ ({report['token_error_rate']:.1%} edits, first at index "
-            f"{report['first_divergence']}) > {gate['token_error_rate_max']:.0%}"
-        )
-    return {
-        "passed": not failures,
-        "level": "numeric",
-        "failures": failures,
-        "reference": "hf fp32",
-        "flash_attn": False,
-        "input": "dwkit/data/demo.flac (first 30 s), greedy, no timestamps",
-        "thresholds": gate,
-        "seconds": round(time.perf_counter() - started, 2),
-        **report,
-    }
 
 
 def _validate_load_only(model_dir: Path) -> dict[str, Any]:

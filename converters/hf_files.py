@@ -24,7 +24,7 @@ import numpy as np
 from dwkit.constants import SAMPLE_RATE
 from dwkit.converters.base import library_versions
 from dwkit.errors import ConversionError
-from dwkit.manifest import weights_checksum, write_manifest
+from dwkit.manifest import MANIFEST_VERSION, weights_checksum, write_manifest
 from dwkit.model_info import TIME_PRECISION, ModelInfo
 
 # 0.00 .. 30.00 s in 20 ms steps.
@@ -362,7 +362,7 @@ def write_hf_checkpoint(
         "model_info": ModelInfo.from_hf_dir(out_dir).to_dict(),
     }
     write_manifest(out_dir, data)
-    return {"manifest_version": 1, **data}
+    return {"manifest_version": MANIFEST_VERSION, **data}
 
 
 def _write_generation_config(out_dir: Path, gen: Mapping[str, Any]) -> None:

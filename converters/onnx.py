@@ -2,8 +2,9 @@
 
 Three graphs (`onnx_graphs`: encoder, decoder_init, decoder_step) exported by torch.onnx's
 dynamo exporter (`onnx_export`), then, per precision:
-- fp32: as exported. Validated against transformers: first-step logits within 1e-3 (dwkit.compare.gate)
-  and identical greedy tokens, or the conversion fails and nothing is written.
+- fp32: as exported. Validated against transformers: first-step logits within 1e-3 and
+  identical greedy tokens ([validation.onnx] in dwkit/data/parity_thresholds.toml), or the
+  conversion fails and nothing is written.
 - fp16: onnxruntime's own `convert_float_to_float16` with float32 inputs/outputs
   (`keep_io_types`), LayerNormalization and Softmax kept in float32 (their reductions
   overflow or lose the small probabilities in half precision). onnxconverter-common's
@@ -25,24 +26,18 @@ in a temporary sibling and renamed into place only when complete.
 from __future__ import annotations
 
 import shutil
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dwkit.converters.base import (
-    ConversionResult,
-    atomic_output_dir,
-    copy_if_present,
-    library_versions,
-    record_validation,
-    require_checkpoint,
-)
-from dwkit.converters.onnx_graphs import (
+from dwkit.converters import template
+from dwkit.errors import ConversionError
+from dwkit.manifest import read_manifest, weights_checksum
+from dwkit.onnx_check import inspect_graph
+from dwkit.onnx_graphs import (
     BATCH,
     DECODER_INIT,
     DECODER_STEP,
@@ -56,122 +51,93 @@ from dwkit.converters.onnx_graphs import (
     graph_file,
     graph_io,
 )
-from dwkit.errors import ConversionError
-from dwkit.manifest import read_manifest, weights_checksum, write_manifest
-from dwkit.model_info import ModelInfo
 
-PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_PRECISION = "fp32"
-# Validation gate against transformers fp32 (optimum's Whisper tolerance is also 1e-3).
-# Measured on tiny.en and base: fp32 logits ~3e-5, tokens identical.
-GATED = ("fp32",)
+# Validation: fp32 is gated ([validation.onnx] in dwkit/data/parity_thresholds.toml).
+FORMAT = template.FormatSpec(
+    name="onnx",
+    module=__name__,
+    extra="onnx",
+    precisions=("fp32", "fp16", "int8"),
+    default_precision="fp32",
+    requires=("onnx", "onnxruntime", "onnxscript", "torch", "transformers"),
+    options=("opset", "external_data", "fp32_export", "threads", "progress"),
+    libraries=("torch", "transformers", "onnx", "onnxruntime", "onnxscript", "onnx-ir"),
+    side_files=(
+        "tokenizer.json",
+        "tokenizer_config.json",  # the shared tokenizer reads clean_up_tokenization_spaces from it
+        "preprocessor_config.json",
+        "generation_config.json",
+        "config.json",  # the architecture, for TensorRT builds and for people reading the directory
+    ),
+)
 FP16_KEEP_FLOAT32 = ("LayerNormalization", "Softmax")
 INT8_OPS = ("MatMul", "Gemm")
-SIDE_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",  # the shared tokenizer reads clean_up_tokenization_spaces from it
-    "preprocessor_config.json",
-    "generation_config.json",
-    "config.json",  # the architecture, for TensorRT builds and for people reading the directory
-)
-# Conversion options this module takes (beyond validate/overwrite).
-OPTIONS = ("opset", "external_data", "fp32_export", "threads", "progress")
 STAGING = ".fp32-export"
 
 
-def convert(
-    source: Path,
-    out_dir: str | Path,
-    precision: str = DEFAULT_PRECISION,
-    *,
-    validate: bool = True,
-    overwrite: bool = False,
-    **opts: Any,
-) -> ConversionResult:
-    """Write `source` (a transformers Whisper checkpoint) as an ONNX model directory.
-
-    Options: `opset` (default 18, at least 17); `external_data` (True/False; default: only
-    for graphs whose weights pass 1 GiB); `fp32_export` (the directory of an fp32 onnx
-    conversion of the same checkpoint: fp16/int8 start from its graphs instead of exporting
-    again); `threads` (CPU threads for validation, 0 = library default); `progress` (a tqdm
-    bar over the stages on stderr, default True).
-    """
-    if precision not in PRECISIONS:
-        raise ConversionError(f"unknown onnx precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConversionError(
-            f"onnx conversion does not take {', '.join(unknown)}; it takes {', '.join(OPTIONS)}"
-        )
+def check_options(
+    source: Path, precision: str, opts: Mapping[str, Any], source_manifest: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`opset` (default 18, at least 17); `external_data` (True/False; default: only for graphs
+    whose weights pass 1 GiB); `fp32_export` (the directory of an fp32 onnx conversion of the
+    same checkpoint: fp16/int8 start from its graphs instead of exporting again); `threads`
+    (CPU threads for validation, 0 = library default); `progress` (a tqdm bar over the stages
+    on stderr, default True)."""
     opset = int(opts.get("opset", DEFAULT_OPSET))
     if opset < MIN_OPSET:
         raise ConversionError(
             f"onnx opset {opset}: Whisper's LayerNormalization needs opset {MIN_OPSET} or newer"
         )
-    external = opts.get("external_data")
-    source = Path(source)
-    info = ModelInfo.from_hf_dir(source)
-    require_checkpoint(source)
-    source_checksum = weights_checksum(source)
     reuse = Path(opts["fp32_export"]) if opts.get("fp32_export") else None
     if reuse is not None:
-        _check_reusable(reuse, source_checksum, opset)
+        _check_reusable(reuse, weights_checksum(source), opset)
+    return {
+        "opset": opset,
+        "external": opts.get("external_data"),
+        "reuse": reuse,
+        "threads": int(opts.get("threads", 0)),
+    }
 
-    stages = [] if reuse else ["load transformers model", *(f"export {g}" for g in GRAPHS)]
-    stages += [f"{precision} {g}" for g in GRAPHS] if precision != "fp32" else []
-    stages += ["check graphs"] + (["validate against transformers"] if validate else [])
-    timings: dict[str, float] = {}
-    with (
-        atomic_output_dir(out_dir, overwrite=overwrite) as tmp,
-        _stages(stages, opts.get("progress", True)) as stage,
-    ):
-        exported = tmp if precision == "fp32" else tmp / STAGING
-        exported.mkdir(exist_ok=True)
-        if reuse is not None:
-            _copy_graphs(reuse, exported)
-        else:
-            with stage("load transformers model", timings):
-                from dwkit.converters.onnx_export import export_graph, load_model
 
-                model = load_model(source)
-            for graph in GRAPHS:
-                with stage(f"export {graph}", timings):
-                    export_graph(model, graph, exported / graph_file(graph), opset, external)
-            del model
-        if precision != "fp32":
-            for graph in GRAPHS:
-                with stage(f"{precision} {graph}", timings):
-                    _convert_precision(exported, tmp, graph, precision, external)
-            shutil.rmtree(exported)
-        with stage("check graphs", timings):
-            graphs = [_check_graph(tmp, graph, info.decoder_layers) for graph in GRAPHS]
-        copy_if_present(source, tmp, SIDE_FILES)
-        manifest: dict[str, Any] = {
-            "format": "onnx",
-            "precision": precision,
-            "source": {**source_id(source), "weights_checksum": source_checksum},
-            "tool": "dwkit.converters.onnx",
-            "weights_checksum": weights_checksum(tmp),
-            "opset": opset,
-            "library_versions": {
-                **library_versions("torch", "transformers", "onnx", "onnxruntime", "onnxscript", "onnx-ir"),
-                "opset": str(opset),
-            },
-            "graphs": graphs,
-            "model_info": info.to_dict(),
-            "fp32_export": str(reuse.resolve()) if reuse else None,
-            "conversion_seconds": timings,
-            "validation": None,
-        }
-        write_manifest(tmp, manifest)
-        validation = None
-        if validate:
-            with stage("validate against transformers", timings):
-                validation = validate_model(source, tmp, precision, threads=int(opts.get("threads", 0)))
-            record_validation(tmp, manifest, validation, "onnx", precision)
-        files = sorted(p.name for p in tmp.iterdir())
-    out = Path(out_dir).expanduser().resolve()
-    return ConversionResult(out, "onnx", precision, {"manifest_version": 1, **manifest}, validation, files)
+def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> template.Written:
+    """Export (or copy) the fp32 graphs, convert them to the precision, check them."""
+    precision, options = job.precision, job.options
+    reuse, external, info = options["reuse"], options["external"], job.info
+    assert info is not None  # onnx converts checkpoints only
+    planned = [] if reuse else ["load transformers model", *(f"export {g}" for g in GRAPHS)]
+    planned += [f"{precision} {g}" for g in GRAPHS] if precision != "fp32" else []
+    stages.expect([*planned, "check graphs", *(["validate"] if job.validate else [])])
+    exported = out if precision == "fp32" else out / STAGING
+    exported.mkdir(exist_ok=True)
+    if reuse is not None:
+        _copy_graphs(reuse, exported)
+    else:
+        _export_graphs(job.source, exported, options["opset"], external, stages)
+    if precision != "fp32":
+        for graph in GRAPHS:
+            with stages(f"{precision} {graph}"):
+                _convert_precision(exported, out, graph, precision, external)
+        shutil.rmtree(exported)
+    with stages("check graphs"):
+        graphs = [check_graph(out, graph, info.decoder_layers) for graph in GRAPHS]
+    fields = {
+        "opset": options["opset"],
+        "graphs": graphs,
+        "fp32_export": str(reuse.resolve()) if reuse else None,
+    }
+    return template.Written(info, fields, versions={"opset": str(options["opset"])})
+
+
+def _export_graphs(
+    source: Path, out: Path, opset: int, external: bool | None, stages: template.Stages
+) -> None:
+    with stages("load transformers model"):
+        from dwkit.converters.onnx_export import export_graph, load_model
+
+        model = load_model(source)
+    for graph in GRAPHS:
+        with stages(f"export {graph}"):
+            export_graph(model, graph, out / graph_file(graph), opset, external)
 
 
 def _check_reusable(reuse: Path, source_checksum: str, opset: int) -> None:
@@ -307,153 +273,56 @@ def _tensor_bytes(tensor: Any) -> int:
     return int(np.prod(tensor.dims)) * 4
 
 
-# -- checks and description -----------------------------------------------------------------
+# -- checks and validation -----------------------------------------------------------------
 
 
-def _check_graph(model_dir: Path, graph: str, decoder_layers: int) -> dict[str, Any]:
+def check_graph(model_dir: Path, graph: str, decoder_layers: int) -> dict[str, Any]:
     """onnx.checker, no `If` node, dwkit's names and dynamic axes; returns the manifest entry."""
-    import onnx
-
     path = model_dir / graph_file(graph)
-    try:
-        onnx.checker.check_model(str(path))
-    except onnx.checker.ValidationError as exc:
-        raise ConversionError(f"{graph_file(graph)}: onnx.checker rejects it ({exc})") from exc
-    model = onnx.load(str(path), load_external_data=False)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < MIN_OPSET:
-        raise ConversionError(f"{graph_file(graph)}: opset {opset} < {MIN_OPSET}")
-    ops = _op_types(model)
-    if "If" in ops:
-        raise ConversionError(f"{graph_file(graph)}: has an If node (TensorRT needs plain graphs)")
-    inputs = [describe_io(v) for v in model.graph.input]
-    outputs = [describe_io(v) for v in model.graph.output]
+    facts = inspect_graph(path)
+    name = facts.file
+    if facts.opset < MIN_OPSET:
+        raise ConversionError(f"{name}: opset {facts.opset} < {MIN_OPSET}")
+    if "If" in facts.op_types:
+        raise ConversionError(f"{name}: has an If node (TensorRT needs plain graphs)")
+    inputs, outputs = facts.inputs, facts.outputs
     expected = graph_io(graph, decoder_layers)
     if (
         tuple(v["name"] for v in inputs) != expected.inputs
         or tuple(v["name"] for v in outputs) != expected.outputs
     ):
-        raise ConversionError(f"{graph_file(graph)}: inputs/outputs are not {expected}")
+        raise ConversionError(f"{name}: inputs/outputs are not {expected}")
     for value in inputs:
         if value["shape"][0] != BATCH:
-            raise ConversionError(f"{graph_file(graph)}: input {value['name']} has a fixed batch axis")
+            raise ConversionError(f"{name}: input {value['name']} has a fixed batch axis")
     wanted = {DECODER_INIT: (INPUT_IDS, 1, PROMPT), DECODER_STEP: ("past_key.0", 2, PAST)}.get(graph)
     if wanted and next(v for v in inputs if v["name"] == wanted[0])["shape"][wanted[1]] != wanted[2]:
-        raise ConversionError(f"{graph_file(graph)}: {wanted[0]} has a fixed {wanted[2]} axis")
+        raise ConversionError(f"{name}: {wanted[0]} has a fixed {wanted[2]} axis")
     data = model_dir / data_file(graph)
     return {
         "name": graph,
-        "file": graph_file(graph),
+        "file": name,
         "external_data": data.name if data.is_file() else None,
         "bytes": path.stat().st_size + (data.stat().st_size if data.is_file() else 0),
-        "opset": opset,
+        "opset": facts.opset,
         "inputs": inputs,
         "outputs": outputs,
         "dynamic_axes": {
             v["name"]: {str(i): d for i, d in enumerate(v["shape"]) if isinstance(d, str)}
             for v in inputs + outputs
         },
-        "op_types": dict(sorted(ops.items())),
+        "op_types": facts.op_types,
     }
 
 
-def _op_types(model: Any) -> dict[str, int]:
-    """Op counts of the graph, its functions and any subgraph (an If hides its branches there)."""
-    import onnx
-
-    counts: dict[str, int] = {}
-
-    def visit(nodes: Any) -> None:
-        for node in nodes:
-            counts[node.op_type] = counts.get(node.op_type, 0) + 1
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g.node)
-                for sub in attr.graphs:
-                    visit(sub.node)
-
-    visit(model.graph.node)
-    for function in model.functions:
-        visit(function.node)
-    return counts
-
-
-def describe_io(value: Any) -> dict[str, Any]:
-    import onnx
-
-    tensor = value.type.tensor_type
-    shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in tensor.shape.dim]
-    return {
-        "name": value.name,
-        "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
-        "shape": shape,
-    }
-
-
-# -- validation ---------------------------------------------------------------------------------
-
-
-def source_id(source: Path) -> dict[str, str]:
-    """The source as a user would name it: its path (and hub id + revision of a hub snapshot)."""
-    import re
-
-    found = {"path": str(Path(source).resolve())}
-    match = re.search(r"models--([^/]+?)--([^/]+)/snapshots/([0-9a-f]+)", Path(source).as_posix())
-    if match:
-        found["hub_id"] = f"{match[1]}/{match[2]}"
-        found["revision"] = match[3]
-    return found
-
-
-def validation_mel(n_mels: int) -> tuple[np.ndarray, str]:
-    """The shared fixed validation input, with a description for the manifest."""
-    from dwkit.compare import validation_mel as shared_mel
-
-    return shared_mel(n_mels), "dwkit/data/demo.flac (first 30 s)"
-
-
-def validate_model(source: Path, model_dir: Path, precision: str, threads: int = 0) -> dict[str, Any]:
+def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
     """Load the written directory in onnxruntime and compare it with transformers fp32."""
-    from dwkit.compare import compare_backends, gate
     from dwkit.runtimes.base import RuntimeConfig
-    from dwkit.runtimes.hf import HFBackend
     from dwkit.runtimes.onnx import OnnxBackend
 
-    info = ModelInfo.from_hf_dir(source)
-    reference = HFBackend.from_model_dir(source, RuntimeConfig(threads=threads))
+    threads = job.options["threads"]
+    reference = template.hf_reference(job.source, threads)
     candidate = OnnxBackend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
-    mel, described = validation_mel(info.n_mels)
-    started = time.perf_counter()
-    report = compare_backends(reference, candidate, mel).to_dict()
-    return {
-        **gate(report, precision in GATED),
-        "reference": "hf fp32",
-        "runtime": "onnxruntime CPUExecutionProvider",
-        "input": described,
-        "seconds": round(time.perf_counter() - started, 2),
-        **report,
-    }
-
-
-# -- progress -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def _stages(names: list[str], enabled: bool) -> Iterator[Any]:
-    """A tqdm bar over the conversion stages on stderr; full-size exports take minutes."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(names), desc="onnx", unit="stage", file=sys.stderr, disable=not enabled, leave=False)
-
-    @contextmanager
-    def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
-        bar.set_description(f"onnx: {name}")
-        started = time.perf_counter()
-        yield
-        timings[name] = round(time.perf_counter() - started, 2)
-        bar.update(1)
-
-    try:
-        yield stage
-    finally:
-        bar.close()
+    return template.numeric_validation(
+        reference, candidate, FORMAT, job.precision, runtime="onnxruntime CPUExecutionProvider"
+    )

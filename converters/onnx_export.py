@@ -27,22 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from dwkit.constants import N_FRAMES
-from dwkit.converters.onnx_graphs import (
+from dwkit.errors import ConversionError
+from dwkit.onnx_graphs import (
     BATCH,
     DECODER_INIT,
     DECODER_STEP,
     ENCODER,
+    MAX_BATCH,
     PAST,
     PROMPT,
     data_file,
     graph_io,
 )
-from dwkit.errors import ConversionError
 
 # Example sizes for tracing: above 1 so that torch.export does not specialise an axis to 0/1.
 EXAMPLE_BATCH = 2
 EXAMPLE_LENGTH = 3
-MAX_BATCH = 1024
 # Above this much weight data a graph's tensors go to a separate file (protobuf's limit is 2 GB).
 EXTERNAL_DATA_BYTES = 1 << 30
 

@@ -1,7 +1,7 @@
 """Numerical comparison of two backends on the same input: the first level of parity.
 
-Used by every converter to validate what it wrote (against transformers on a fixed input)
-and by the parity gate. Token comparison is greedy without timestamps on the same window.
+Used by every converter to validate what it wrote (against transformers on a fixed input,
+judged by `gate` with the tolerances of `validation_limits`) and by the parity gate. Token comparison is greedy without timestamps on the same window.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.decoding.options import DecodeOptions
+from dwkit.errors import ConfigError
 from dwkit.features import log_mel
 from dwkit.runtimes.base import Backend
 
@@ -30,29 +31,60 @@ class NumericReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def within(self, logits_atol: float) -> bool:
-        return self.logits_max_abs <= logits_atol and self.tokens_equal
+
+THRESHOLDS_FILE = "parity_thresholds.toml"  # its [validation] section holds the converters' gates
 
 
-FP32_LOGITS_ATOL = 1e-3  # optimum's own Whisper export tolerance
+def validation_limits(fmt: str, precision: str) -> dict[str, Any] | None:
+    """The gate a conversion to `fmt` at `precision` must pass ([validation.FMT.PRECISION] in
+    dwkit/data/parity_thresholds.toml), or None when that precision is recorded, not gated."""
+    from importlib.resources import files
+
+    from dwkit.tomlfile import read_toml_file
+
+    path = files("dwkit") / "data" / THRESHOLDS_FILE
+    limits = read_toml_file(str(path)).get("validation", {}).get(fmt, {}).get(precision)
+    unknown = sorted(set(limits or {}) - set(VALIDATION_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: [validation.{fmt}.{precision}] has unknown keys {unknown}")
+    return dict(limits) if limits else None
 
 
-def gate(report: dict[str, Any], gated: bool, logits_atol: float = FP32_LOGITS_ATOL) -> dict[str, Any]:
-    """A converter's verdict on a NumericReport: a full-precision conversion must reproduce
-    transformers (first-step logits within `logits_atol`, identical greedy tokens); lower
-    precisions are recorded, not gated."""
+# The keys of a [validation] table and what each demands of a NumericReport.
+VALIDATION_KEYS = ("logits_atol", "logits_cosine_min", "tokens_must_match", "token_error_rate_max")
+
+
+def gate(report: dict[str, Any], limits: dict[str, Any] | None) -> dict[str, Any]:
+    """A converter's verdict on a NumericReport (as a dict; the token error rate is added to
+    it): every limit in `limits` must hold; with no limits the numbers are only recorded."""
+    report["token_error_rate"] = token_error_rate(report["reference_tokens"], report["candidate_tokens"])
+    limits = limits or {}
     failures = []
-    if gated:
-        if report["logits_max_abs"] > logits_atol:
-            failures.append(f"first-step logits max abs diff {report['logits_max_abs']:.3g} > {logits_atol}")
-        if not report["tokens_equal"]:
-            failures.append(f"greedy tokens differ from index {report['first_divergence']}")
-    return {
-        "passed": not failures,
-        "gated": gated,
-        "failures": failures,
-        "thresholds": {"logits_atol": logits_atol, "tokens_must_match": True} if gated else None,
-    }
+    if "logits_cosine_min" in limits and report["logits_cosine"] < limits["logits_cosine_min"]:
+        failures.append(f"logits cosine {report['logits_cosine']:.5f} < {limits['logits_cosine_min']}")
+    if "logits_atol" in limits and report["logits_max_abs"] > limits["logits_atol"]:
+        failures.append(
+            f"first-step logits max abs diff {report['logits_max_abs']:.3g} > {limits['logits_atol']}"
+        )
+    if limits.get("tokens_must_match") and not report["tokens_equal"]:
+        failures.append(f"greedy tokens differ from index {report['first_divergence']}")
+    if "token_error_rate_max" in limits and report["token_error_rate"] > limits["token_error_rate_max"]:
+        failures.append(
+            f"greedy tokens differ ({report['token_error_rate']:.1%} edits, first at index "
+            f"{report['first_divergence']}) > {limits['token_error_rate_max']:.0%}"
+        )
+    return {"passed": not failures, "gated": bool(limits), "failures": failures, "thresholds": limits or None}
+
+
+def token_error_rate(reference: list[int], candidate: list[int]) -> float:
+    """Edit distance between two token sequences over the reference length."""
+    previous = list(range(len(candidate) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i]
+        for j, cand in enumerate(candidate, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != cand)))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

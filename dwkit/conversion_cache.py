@@ -29,7 +29,7 @@ def conversion_dir(model_dir: Path, fmt: str, precision: str, cache_dir: Path | 
 
     model_dir = Path(model_dir)
     key = hashlib.sha256(f"{__version__}:{fmt}:{precision}".encode())
-    key.update(code_digest(FORMATS[fmt][0]).encode())
+    key.update(code_digest(FORMATS[fmt].module).encode())
     for pattern in SOURCE_PATTERNS:
         for path in sorted(model_dir.glob(pattern)):
             stat = path.stat()

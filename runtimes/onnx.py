@@ -1,6 +1,7 @@
 """onnxruntime backend: the encoder / decoder-init / decoder-step graphs of `dwkit.converters.onnx`.
 
-It implements `StepBackend`'s small methods and inherits generation from the shared decoders.
+Decoding (cache handling, prompt de-duplication, beam reorder) is `graph_steps.GraphStepBackend`,
+shared with the trt backend; this module supplies its onnxruntime runner and the encoder.
 Every call goes through onnxruntime's IO binding: encoder states and the key/value caches stay
 `OrtValue`s on the execution device from the graph that wrote them to the graph that reads
 them, and only token ids (in) and logits (out) cross to the host. Row selection (temperature
@@ -11,21 +12,25 @@ only.
 
 Providers: CPU by default; `device="cuda[:N]"` runs the CUDA execution provider, and
 `options={"provider": "tensorrt", "trt_engine_cache": dir, "trt_fp16": bool}` the TensorRT
-one (onnxruntime-gpu, the `[gpu]` extra). TensorRT gets one optimisation profile per graph,
-sized from the model and `RuntimeConfig.batch_size`, so growing caches never rebuild engines.
+one (onnxruntime-gpu, the `[gpu]` extra). TensorRT gets one optimisation profile per graph
+(`dwkit.onnx_graphs.profiles`, as dwconvert --to trt), sized from the model and
+`RuntimeConfig.batch_size`, so growing caches never rebuild engines.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dwkit.converters.onnx_graphs import (
+from dwkit.errors import BackendUnavailable, ConfigError, ModelError
+from dwkit.manifest import read_manifest
+from dwkit.model_info import ModelInfo
+from dwkit.onnx_graphs import (
     DECODER_INIT,
     DECODER_STEP,
     ENCODER,
@@ -34,28 +39,18 @@ from dwkit.converters.onnx_graphs import (
     INPUT_FEATURES,
     INPUT_IDS,
     LOGITS,
+    cache_names,
     graph_file,
     graph_io,
-    kv_names,
+    profiles,
 )
-from dwkit.errors import BackendUnavailable, ConfigError, ModelError
-from dwkit.manifest import read_manifest
-from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
+from dwkit.runtimes.graph_steps import GraphStepBackend
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
-# RuntimeConfig.options this backend reads.
-OPTIONS = (
-    "provider",  # "cpu", "cuda", "tensorrt"; default from RuntimeConfig.device
-    "graph_optimization",  # one of OPTIMIZATION_LEVELS; default "all"
-    "allow_spinning",  # intra-op threads spin while idle; default off when OMP_WAIT_POLICY=PASSIVE
-    "trt_engine_cache",  # directory for TensorRT engines (built once, minutes for large models)
-    "trt_fp16",  # let TensorRT run fp16 kernels on fp32 graphs
-    "max_batch",  # largest decoder batch TensorRT profiles cover; default batch_size * 5 (beams)
-)
 
 
 @dataclass(frozen=True)
@@ -66,18 +61,7 @@ class _Place:
     index: int = 0
 
 
-@dataclass
-class _Cache:
-    """Decoder state of one batch: before the prompt pass only the encoder rows are known."""
-
-    encoder_states: Any  # OrtValue [encoder batch, frames, d_model]
-    rows: np.ndarray  # encoder row of each cache row
-    self_kv: list[Any] = field(default_factory=list)  # OrtValues, kv_names order
-    cross_kv: list[Any] = field(default_factory=list)
-    binding: Any = None  # the decoder-step IO binding, with cross K/V bound once
-
-
-class OnnxBackend(StepBackend):
+class OnnxBackend(GraphStepBackend):
     name = "onnx"
     PRECISIONS = PRECISIONS
 
@@ -86,11 +70,7 @@ class OnnxBackend(StepBackend):
         self.info = info
         self.precision = precision
         self.place = place
-        self._gather = gather
-        layers = info.decoder_layers
-        self._past_names = kv_names("past", layers)
-        self._present_names = kv_names("present", layers)
-        self._cross_names = kv_names("cross", layers)
+        self.runner = _OrtRunner(sessions, gather, info.decoder_layers, place)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -102,8 +82,6 @@ class OnnxBackend(StepBackend):
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> OnnxBackend:
-        import onnxruntime as ort
-
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
         if not manifest or manifest.get("format") != "onnx":
@@ -116,30 +94,16 @@ class OnnxBackend(StepBackend):
                 f"{model_dir} holds {precision} graphs; onnx runs a directory at the precision it was "
                 f"converted to (convert again with --precision {config.precision} for that)"
             )
-        unknown = sorted(set(config.options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"onnx backend options {', '.join(unknown)} unknown; it reads {', '.join(OPTIONS)}"
-            )
+        config.options = BACKEND.parse_options(config.options)  # typed, as declared below
         info = ModelInfo.from_dict(manifest["model_info"])
         for graph in GRAPHS:
             if not (model_dir / graph_file(graph)).is_file():
                 raise ModelError(f"{model_dir}: missing {graph_file(graph)} (an incomplete conversion?)")
         provider, place = _provider_and_place(config)
         options = _session_options(config)
-        sessions = {}
-        for graph in GRAPHS:
-            providers = _providers(provider, place, _trt_profile(graph, info, config), config)
-            try:
-                sessions[graph] = ort.InferenceSession(
-                    str(model_dir / graph_file(graph)), sess_options=options, providers=providers
-                )
-            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-                raise ModelError(
-                    f"{model_dir / graph_file(graph)}: onnxruntime could not load it ({exc})"
-                ) from exc
-            if provider != "cpu" and "CUDAExecutionProvider" not in sessions[graph].get_providers():
-                raise BackendUnavailable(f"onnx on {config.device}: onnxruntime sees no CUDA device")
+        sessions = {
+            graph: _session(model_dir, graph, provider, place, info, config, options) for graph in GRAPHS
+        }
         gather_providers = _providers("cuda" if provider != "cpu" else "cpu", place, None, config)
         gather = _GatherRows(2 * info.decoder_layers, options, gather_providers, place)
         backend = cls(sessions, gather, info, precision, place)
@@ -158,8 +122,6 @@ class OnnxBackend(StepBackend):
                     f"{expected.inputs} -> {expected.outputs} (convert with dwconvert --to onnx)"
                 )
 
-    # -- encoder ---------------------------------------------------------------------------
-
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         check_mel(mel, self.info)
         session = self.sessions[ENCODER]
@@ -169,90 +131,79 @@ class OnnxBackend(StepBackend):
         session.run_with_iobinding(binding)
         return EncoderOutput(data=binding.get_outputs()[0], batch_size=mel.shape[0])
 
-    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
-        return EncoderOutput(data=self._gather([enc.data], np.asarray(rows))[0], batch_size=len(rows))
-
     def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
         return np.asarray(enc.data.numpy(), dtype=np.float32)
 
-    # -- decoder ---------------------------------------------------------------------------
 
-    def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> _Cache:
-        return _Cache(encoder_states=enc.data, rows=np.asarray(batch_index, dtype=np.int64))
+class _OrtRunner:
+    """The `GraphRunner` of onnxruntime: every call goes through an IO binding, so cache
+    OrtValues stay on the execution device and only token ids and logits cross to the host."""
 
-    def step(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-        if not cache.self_kv:
-            return self._prompt(tokens, cache)
-        if tokens.shape[1] == 1:
-            return self._next(tokens, cache)
-        # The step graph takes one token; more after a prefix are fed one at a time.
-        return np.concatenate(
-            [self._next(tokens[:, i : i + 1], cache) for i in range(tokens.shape[1])], axis=1
-        )
+    def __init__(self, sessions: dict[str, Any], gather: Any, layers: int, place: _Place):
+        self.sessions = sessions
+        self.gather = gather
+        self.place = place
+        self.names = cache_names(layers)
 
-    def _prompt(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
-        """decoder_init on each distinct (audio, prompt) once: beams start as copies of one row."""
-        keyed = np.concatenate([cache.rows[:, None], tokens], axis=1)
-        _, first, inverse = np.unique(keyed, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        distinct = len(first) < len(tokens)
-        run_rows = cache.rows[first] if distinct else cache.rows
-        run_tokens = tokens[first] if distinct else tokens
+    def batch_size(self, value: Any) -> int:
+        return int(value.shape()[0])
+
+    def decoder_init(self, tokens: np.ndarray, states: Any) -> tuple[np.ndarray, list[Any], list[Any]]:
         session = self.sessions[DECODER_INIT]
         binding = session.io_binding()
-        binding.bind_cpu_input(INPUT_IDS, np.ascontiguousarray(run_tokens))
-        states = cache.encoder_states
-        if not np.array_equal(run_rows, np.arange(states.shape()[0])):
-            states = self._gather([states], run_rows)[0]
+        binding.bind_cpu_input(INPUT_IDS, tokens)
         binding.bind_ortvalue_input(ENCODER_STATES, states)
         binding.bind_output(LOGITS, "cpu")
-        for name in (*self._present_names, *self._cross_names):
+        for name in (*self.names.present, *self.names.cross):
             binding.bind_output(name, self.place.device, self.place.index)
         session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        logits = outputs[0].numpy()
-        n = len(self._present_names)
-        self_kv, cross_kv = outputs[1 : 1 + n], outputs[1 + n :]
-        if distinct:
-            self_kv = self._gather(self_kv, inverse)
-            cross_kv = self._gather(cross_kv, inverse)
-            logits = logits[inverse]
-        cache.self_kv, cache.cross_kv = list(self_kv), list(cross_kv)
-        cache.encoder_states = None  # the cross K/V replace it
-        cache.binding = self._step_binding(cache.cross_kv)
-        return logits
+        n = len(self.names.present)
+        return outputs[0].numpy(), list(outputs[1 : 1 + n]), list(outputs[1 + n :])
 
-    def _step_binding(self, cross_kv: list[Any]) -> Any:
+    def step_context(self, cross_kv: list[Any]) -> Any:
+        """The decoder-step IO binding with the cross K/V bound once for the whole decode."""
         binding = self.sessions[DECODER_STEP].io_binding()
-        for name, value in zip(self._cross_names, cross_kv):
+        for name, value in zip(self.names.cross, cross_kv):
             binding.bind_ortvalue_input(name, value)
         return binding
 
-    def _next(self, tokens: np.ndarray, cache: _Cache) -> np.ndarray:
-        """decoder_step: the hot loop, so only the changing inputs are re-bound."""
-        binding = cache.binding
+    def decoder_step(
+        self, tokens: np.ndarray, self_kv: list[Any], context: Any
+    ) -> tuple[np.ndarray, list[Any]]:
+        """The hot loop, so only the changing inputs are re-bound."""
+        binding = context
         binding.bind_cpu_input(INPUT_IDS, tokens)
-        for name, value in zip(self._past_names, cache.self_kv):
+        for name, value in zip(self.names.past, self_kv):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(LOGITS, "cpu")
-        for name in self._present_names:
+        for name in self.names.present:
             binding.bind_output(name, self.place.device, self.place.index)
         self.sessions[DECODER_STEP].run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        cache.self_kv = outputs[1:]
-        return outputs[0].numpy()
+        return outputs[0].numpy(), list(outputs[1:])
 
-    def reorder(self, cache: _Cache, index: np.ndarray) -> _Cache:
-        index = np.asarray(index, dtype=np.int64)
-        rows = cache.rows[index]
-        if cache.self_kv:
-            cache.self_kv = self._gather(cache.self_kv, index)
-            if not np.array_equal(rows, cache.rows):  # a row moved to another audio
-                cache.cross_kv = self._gather(cache.cross_kv, index)
-                cache.binding = self._step_binding(cache.cross_kv)
-        cache.rows = rows
-        return cache
+
+def _session(
+    model_dir: Path,
+    graph: str,
+    provider: str,
+    place: _Place,
+    info: ModelInfo,
+    config: RuntimeConfig,
+    options: Any,
+) -> Any:
+    import onnxruntime as ort
+
+    providers = _providers(provider, place, _trt_profile(graph, info, config), config)
+    path = model_dir / graph_file(graph)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        raise ModelError(f"{path}: onnxruntime could not load it ({exc})") from exc
+    if provider != "cpu" and "CUDAExecutionProvider" not in session.get_providers():
+        raise BackendUnavailable(f"onnx on {config.device}: onnxruntime sees no CUDA device")
+    return session
 
 
 class _GatherRows:
@@ -351,26 +302,17 @@ def _providers(
 
 
 def _trt_profile(graph: str, info: ModelInfo, config: RuntimeConfig) -> dict[str, str]:
-    """TensorRT min/opt/max input shapes: without them every new cache length builds an engine."""
+    """TensorRT min/opt/max input shapes (`dwkit.onnx_graphs.profiles`, the ones dwconvert --to
+    trt builds with) in the provider's option syntax: without them every new cache length
+    builds an engine. Decoders cover `max_batch` rows (beams), the encoder the audio batch."""
     batch = max(1, config.batch_size)
     max_batch = int(config.options.get("max_batch", batch * 5))
-    heads, head_dim = info.decoder_heads, info.d_model // info.decoder_heads
-    frames, ctx = info.n_audio_ctx, info.n_text_ctx
+    profile = profiles(info, max_batch, opt_batch=batch, encoder_max_batch=min(batch, max_batch))[graph]
 
-    def shapes(b: int, length: int) -> str:
-        kv = [f"{name}:{b}x{heads}x{length}x{head_dim}" for name in kv_names("past", info.decoder_layers)]
-        cross = [f"{name}:{b}x{heads}x{frames}x{head_dim}" for name in kv_names("cross", info.decoder_layers)]
-        if graph == ENCODER:
-            return f"{INPUT_FEATURES}:{min(b, batch)}x{info.n_mels}x3000"
-        if graph == DECODER_INIT:
-            return f"{INPUT_IDS}:{b}x{min(length, ctx)},{ENCODER_STATES}:{b}x{frames}x{info.d_model}"
-        return ",".join([f"{INPUT_IDS}:{b}x1", *kv, *cross])
+    def shapes(key: str) -> str:
+        return ",".join(f"{name}:{'x'.join(str(d) for d in bounds[key])}" for name, bounds in profile.items())
 
-    return {
-        "trt_profile_min_shapes": shapes(1, 1),
-        "trt_profile_opt_shapes": shapes(batch, 4 if graph == DECODER_INIT else ctx // 2),
-        "trt_profile_max_shapes": shapes(max_batch, ctx if graph == DECODER_INIT else ctx - 1),
-    }
+    return {f"trt_profile_{key}_shapes": shapes(key) for key in ("min", "opt", "max")}
 
 
 def _session_options(config: RuntimeConfig) -> Any:

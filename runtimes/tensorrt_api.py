@@ -40,7 +40,7 @@ NO_TORCH_CUDA = (
 
 @dataclass
 class EngineSpec:
-    """What one engine is built with; the build plan (converters/trt.py) holds these as data.
+    """What one engine is built with; the build plan (dwkit/trt_build.py) holds these as data.
 
     `profile`: input name -> {"min", "opt", "max"} shapes (one optimisation profile).
     `flags` / `cleared_flags`: `trt.BuilderFlag` member names to set / clear.
@@ -144,30 +144,9 @@ def build_engine(onnx_path: Path, engine_path: Path, spec: EngineSpec) -> dict[s
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(_parser_error(parser.get_error(i)) for i in range(parser.num_errors))
         raise ConversionError(f"{Path(onnx_path).name}: TensorRT's ONNX parser failed: {errors}")
-
     config = builder.create_builder_config()
-    if spec.workspace_bytes:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_bytes))
-    for name in spec.flags:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-    for name in spec.cleared_flags:
-        config.clear_flag(getattr(trt.BuilderFlag, name))
-    kept = _keep_fp32(trt, network, spec.fp32_layers) if spec.fp32_layers else 0
-    if kept and spec.precision_constraints:
-        config.set_flag(getattr(trt.BuilderFlag, f"{spec.precision_constraints}_PRECISION_CONSTRAINTS"))
-
-    profile = builder.create_optimization_profile()
-    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
-    if sorted(inputs) != sorted(spec.profile):
-        raise ConversionError(
-            f"{Path(onnx_path).name}: network inputs {inputs} differ from the plan's profile "
-            f"{sorted(spec.profile)}"
-        )
-    for name in inputs:
-        shapes = spec.profile[name]
-        profile.set_shape(name, tuple(shapes["min"]), tuple(shapes["opt"]), tuple(shapes["max"]))
-    config.add_optimization_profile(profile)
-
+    kept = _configure(trt, config, network, spec)
+    config.add_optimization_profile(_profile(builder, network, spec, Path(onnx_path).name))
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ConversionError(
@@ -183,6 +162,34 @@ def build_engine(onnx_path: Path, engine_path: Path, spec: EngineSpec) -> dict[s
         "fp32_layers_kept": kept,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _configure(trt: Any, config: Any, network: Any, spec: EngineSpec) -> int:
+    """Workspace, builder flags and float32 layers of `spec`; returns how many layers were kept."""
+    if spec.workspace_bytes:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_bytes))
+    for name in spec.flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    for name in spec.cleared_flags:
+        config.clear_flag(getattr(trt.BuilderFlag, name))
+    kept = _keep_fp32(trt, network, spec.fp32_layers) if spec.fp32_layers else 0
+    if kept and spec.precision_constraints:
+        config.set_flag(getattr(trt.BuilderFlag, f"{spec.precision_constraints}_PRECISION_CONSTRAINTS"))
+    return kept
+
+
+def _profile(builder: Any, network: Any, spec: EngineSpec, name: str) -> Any:
+    """The optimisation profile of `spec`, which must name exactly the network's inputs."""
+    profile = builder.create_optimization_profile()
+    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    if sorted(inputs) != sorted(spec.profile):
+        raise ConversionError(
+            f"{name}: network inputs {inputs} differ from the plan's profile {sorted(spec.profile)}"
+        )
+    for input_name in inputs:
+        shapes = spec.profile[input_name]
+        profile.set_shape(input_name, tuple(shapes["min"]), tuple(shapes["opt"]), tuple(shapes["max"]))
+    return profile
 
 
 def _parser_error(error: Any) -> str:

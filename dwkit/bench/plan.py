@@ -79,10 +79,10 @@ def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
     if "hf" in formats:
         return None  # runs the transformers checkpoint itself
     if spec.backend == "ct2":
-        from dwkit.converters import format_module
+        from dwkit.converters import FORMATS
 
-        module = format_module("ct2")
-        return ("ct2", spec.precision if spec.precision in module.PRECISIONS else module.DEFAULT_PRECISION)
+        ct2 = FORMATS["ct2"]
+        return ("ct2", spec.precision if spec.precision in ct2.precisions else ct2.default_precision)
     return (formats[-1], spec.precision)  # trt reads (trt, onnx): it builds its engines from onnx
 
 

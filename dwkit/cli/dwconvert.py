@@ -19,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_version(parser)
     parser.add_argument("model", help="transformers checkpoint directory or hub id (org/name)")
     parser.add_argument("out", type=Path, help="output directory (written atomically)")
+    from dwkit.converters import format_names
+
     parser.add_argument(
-        "--to", required=True, choices=["ct2", "onnx", "trt", "ggml", "hf"], help="target format"
+        "--to", required=True, choices=[*format_names(), "hf"], help="target format (hf: with --from ct2)"
     )
     parser.add_argument(
         "--from", dest="source_format", default="hf", choices=["hf", "ct2"], help="source format"

@@ -58,7 +58,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _check_layer(data: dict[str, Any], origin: str) -> None:
     """Refuse unknown keys and non-numeric limits, naming the file and the key."""
-    unknown = set(data) - {"thresholds", "longform", "runtime"}
+    unknown = set(data) - {"thresholds", "longform", "runtime", "validation"}  # validation: dwconvert's
     if unknown:
         raise ConfigError(
             f"{origin}: unknown section(s) {sorted(unknown)}; known: thresholds, longform, runtime"

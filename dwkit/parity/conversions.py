@@ -23,11 +23,11 @@ def converted_candidate(
     cached while the source weights, dwkit and the converter are unchanged. Raises
     BackendUnavailable when this machine cannot convert to or run `fmt`."""
     from dwkit.conversion_cache import cached_conversion
-    from dwkit.converters import convert, format_module
+    from dwkit.converters import FORMATS, convert, format_module
 
     check_available(fmt)
-    module = format_module(fmt)
-    opts = {"progress": False} if "progress" in getattr(module, "OPTIONS", ()) else {}
+    format_module(fmt)  # a missing library fails here, before anything is converted
+    opts = {"progress": False} if "progress" in FORMATS[fmt].options else {}
 
     def convert_into(out: Path) -> None:
         convert(model_dir, out, fmt, precision, validate=False, overwrite=True, **opts)

@@ -13,7 +13,10 @@ import pytest
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
 
-from dwkit.converters import convert  # noqa: E402
+from dwkit.converters import (
+    convert,  # noqa: E402
+    template,  # noqa: E402
+)
 from dwkit.converters import ct2 as ct2_converter  # noqa: E402
 from dwkit.errors import ConversionError, ModelError, ValidationError  # noqa: E402
 from dwkit.manifest import read_manifest, weights_checksum  # noqa: E402
@@ -38,11 +41,11 @@ def converted(source: Path, precision: str, cache: Path, validate: bool = False)
     """
     import ctranslate2
 
-    from dwkit.bundled import cache_lock
+    from dwkit.bundled import cache_lock, code_digest
 
     weights = sorted(source.glob("*.safetensors"))
     key = hashlib.sha256()
-    key.update(Path(ct2_converter.__file__).read_bytes())
+    key.update(code_digest("dwkit.converters.ct2", "dwkit.converters.template").encode())
     key.update(ctranslate2.__version__.encode())
     for path in weights:
         stat = path.stat()
@@ -89,9 +92,9 @@ def test_manifest_records_source_versions_model_and_validation(tiny_en_f32: Path
 
 def test_hub_snapshot_path_is_recorded_as_hub_id() -> None:
     snapshot = Path("/cache/hub/models--distil-whisper--distil-large-v3.5/snapshots/0123abcd")
-    found = ct2_converter.source_id(snapshot)
+    found = template.source_id(snapshot)
     assert found["hub_id"] == "distil-whisper/distil-large-v3.5" and found["revision"] == "0123abcd"
-    assert "hub_id" not in ct2_converter.source_id(Path("/models/mine"))
+    assert "hub_id" not in template.source_id(Path("/models/mine"))
 
 
 def test_faster_whisper_loads_it_unchanged(tiny_en_f32: Path, speech_short, simple_wer) -> None:
@@ -177,7 +180,7 @@ def test_existing_output_is_refused_without_overwrite(tiny_en_dir: Path, tmp_pat
 def test_unknown_precision_lists_valid_names(tiny_en_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConversionError) as caught:
         convert(tiny_en_dir, tmp_path / "out", "ct2", "fp32")
-    for name in ct2_converter.PRECISIONS:
+    for name in ct2_converter.FORMAT.precisions:
         assert name in str(caught.value)
     with pytest.raises(ConversionError, match="does not take"):
         convert(tiny_en_dir, tmp_path / "out", "ct2", "int8", quantise_more=True)

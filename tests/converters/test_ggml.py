@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dwkit.converters import ggml, ggml_format
+from dwkit.converters import convert, ggml, ggml_format
 from dwkit.converters.ggml_format import GGML_TYPES, read_ggml
 from dwkit.errors import BackendUnavailable, ConversionError, ValidationError
 from dwkit.features import mel_filters
@@ -22,7 +22,7 @@ pytest.importorskip("pywhispercpp")
 
 
 def _convert(source: Path, out: Path, precision: str, **kwargs):
-    return ggml.convert(source, out, precision, validate=kwargs.pop("validate", False), **kwargs)
+    return convert(source, out, "ggml", precision, validate=kwargs.pop("validate", False), **kwargs)
 
 
 def _source_tensor(model_dir: Path, name: str) -> np.ndarray:
@@ -137,7 +137,7 @@ def test_whisper_cpp_loads_every_precision(tiny_en_dir, tmp_path):
     from dwkit.runtimes.whispercpp_ctypes import WhisperContext
 
     ftypes = {}
-    for precision in ggml.PRECISIONS:
+    for precision in ggml.FORMAT.precisions:
         out = tmp_path / precision
         _convert(tiny_en_dir, out, precision)
         context = WhisperContext(out / ggml.MODEL_FILE, flash_attn=False)
@@ -169,10 +169,10 @@ def test_pywhispercpp_transcribes_our_f16_file(tiny_en_dir, speech_short, tmp_pa
 
 
 def test_convert_validates_against_transformers_and_writes_manifest(tiny_en_dir, tmp_path):
-    result = ggml.convert(tiny_en_dir, tmp_path / "m", "f16", threads=2)
+    result = convert(tiny_en_dir, tmp_path / "m", "ggml", "f16", threads=2)
     out = tmp_path / "m"
     assert sorted(p.name for p in out.iterdir()) == sorted(result.files)
-    for name in ggml.SIDE_FILES:
+    for name in ggml.FORMAT.side_files:
         assert (out / name).read_bytes() == (tiny_en_dir / name).read_bytes()
     manifest = read_manifest(out)
     assert manifest["format"] == "ggml" and manifest["precision"] == "f16"
@@ -195,7 +195,7 @@ def test_convert_validates_against_transformers_and_writes_manifest(tiny_en_dir,
 
 
 def test_f32_validation_is_load_only_and_says_so(tiny_en_dir, tmp_path):
-    result = ggml.convert(tiny_en_dir, tmp_path / "m", "f32")
+    result = convert(tiny_en_dir, tmp_path / "m", "ggml", "f32")
     assert result.validation["passed"] is None and result.validation["level"] == "load"
     assert "aborts" in result.validation["note"]
     assert read_ggml(tmp_path / "m" / ggml.MODEL_FILE).tensors["encoder.conv1.weight"].type_name == "f32"
@@ -205,10 +205,9 @@ def test_f32_validation_is_load_only_and_says_so(tiny_en_dir, tmp_path):
 
 
 def test_unknown_precision_lists_the_valid_ones(tiny_en_dir, tmp_path):
-    from dwkit.converters import convert
 
     with pytest.raises(ConversionError, match="f32, f16, q8_0, q5_0, q4_0"):
-        ggml.convert(tiny_en_dir, tmp_path / "m", "q6_k")
+        convert(tiny_en_dir, tmp_path / "m", "ggml", "q6_k")
     with pytest.raises(ConversionError, match="q8_0"):
         convert(tiny_en_dir, tmp_path / "m", "ggml", "fp16")
     assert not (tmp_path / "m").exists()
@@ -243,7 +242,7 @@ def test_failed_validation_leaves_nothing_and_keeps_an_existing_model(
         ggml, "validate_model", lambda *a, **k: {"passed": False, "failures": ["logits cosine 0.1 < 0.995"]}
     )
     with pytest.raises(ValidationError, match="cosine 0.1"):
-        ggml.convert(random_tiny80_dir, tmp_path / "m", "f16", overwrite=True)
+        convert(random_tiny80_dir, tmp_path / "m", "ggml", "f16", overwrite=True)
     assert read_manifest(tmp_path / "m") == before  # the old model is untouched
     assert [p for p in tmp_path.iterdir() if ".partial-" in p.name] == []
     with pytest.raises(ConversionError, match="already exists"):

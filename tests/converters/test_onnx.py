@@ -17,10 +17,10 @@ pytest.importorskip("transformers")
 
 from dwkit.converters import convert  # noqa: E402
 from dwkit.converters import onnx as onnx_converter  # noqa: E402
-from dwkit.converters.onnx_graphs import GRAPHS, graph_file, graph_io  # noqa: E402
 from dwkit.errors import ConversionError, ValidationError  # noqa: E402
 from dwkit.manifest import read_manifest, weights_checksum  # noqa: E402
 from dwkit.model_info import ModelInfo  # noqa: E402
+from dwkit.onnx_graphs import GRAPHS, graph_file, graph_io  # noqa: E402
 
 EXPECTED_FILES = {
     "encoder.onnx",
@@ -34,7 +34,13 @@ EXPECTED_FILES = {
     "dwkit.json",
 }
 LOGITS_ATOL = 1e-3
-CODE = ("onnx.py", "onnx_export.py", "onnx_graphs.py")
+CODE = (
+    "dwkit.converters.onnx",
+    "dwkit.converters.onnx_export",
+    "dwkit.converters.template",
+    "dwkit.onnx_graphs",
+    "dwkit.onnx_check",
+)
 
 
 def converted(source: Path, precision: str, cache: Path, validate: bool = False) -> Path:
@@ -43,11 +49,10 @@ def converted(source: Path, precision: str, cache: Path, validate: bool = False)
     tests/runtimes/test_onnx_backend.py so each model is exported once per cache."""
     from importlib.metadata import version
 
-    from dwkit.bundled import cache_lock
+    from dwkit.bundled import cache_lock, code_digest
 
     key = hashlib.sha256()
-    for name in CODE:
-        key.update((Path(onnx_converter.__file__).parent / name).read_bytes())
+    key.update(code_digest(*CODE).encode())
     for package in ("torch", "transformers", "onnx", "onnxruntime", "onnxscript"):
         key.update(f"{package}={version(package)}".encode())
     for path in sorted(source.glob("*.safetensors")):

@@ -14,13 +14,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("transformers")
 
+from dwkit import onnx_check, onnx_graphs, trt_build  # noqa: E402
 from dwkit.cli.dwconvert import entry  # noqa: E402
 from dwkit.converters import convert  # noqa: E402
-from dwkit.converters import trt as trt_converter  # noqa: E402
-from dwkit.converters.onnx_graphs import GRAPHS, graph_file, graph_io  # noqa: E402
 from dwkit.errors import BackendUnavailable, ConversionError  # noqa: E402
 from dwkit.manifest import read_manifest, weights_checksum, write_manifest  # noqa: E402
 from dwkit.model_info import ModelInfo  # noqa: E402
+from dwkit.onnx_graphs import GRAPHS, graph_file, graph_io  # noqa: E402
 from dwkit.runtimes import tensorrt_api  # noqa: E402
 from tests.converters.test_onnx import converted  # noqa: E402
 
@@ -105,15 +105,23 @@ def test_graph_checks_pass_on_the_real_export(tiny_plan: Path) -> None:
     for graph, entry_ in zip(GRAPHS, manifest["graphs"]):
         assert entry_["file"] == graph_file(graph)
         assert entry_["control_flow"] == [] and entry_["unsupported_ops"] == []
-        assert set(entry_["op_types"]) <= trt_converter.SUPPORTED_OPS
+        assert set(entry_["op_types"]) <= trt_build.SUPPORTED_OPS
         assert not set(entry_["op_types"]) & {"If", "Loop", "Scan"}
-        assert trt_converter.PARSER_OPSETS[0] <= entry_["opset"] <= trt_converter.PARSER_OPSETS[1]
+        assert trt_build.PARSER_OPSETS[0] <= entry_["opset"] <= trt_build.PARSER_OPSETS[1]
         assert [v["name"] for v in entry_["inputs"]] == list(graph_io(graph, info.decoder_layers).inputs)
     encoder, init, step = manifest["graphs"]
     assert encoder["inputs"][0]["shape"] == ["batch", 80, 3000]
     assert init["inputs"][0]["shape"] == ["batch", "prompt"]
     assert step["inputs"][1]["shape"] == ["batch", info.decoder_heads, "past", 64]
     assert step["inputs"][-1]["shape"] == ["batch", info.decoder_heads, 1500, 64]
+
+
+def test_onnx_and_trt_checks_share_one_graph_reader(tiny_onnx: Path, tiny_plan: Path) -> None:
+    onnx_graphs_ = read_manifest(tiny_onnx)["graphs"]
+    trt_graphs = read_manifest(tiny_plan)["graphs"]
+    for exported, checked in zip(onnx_graphs_, trt_graphs):
+        assert exported["op_types"] == checked["op_types"] and exported["opset"] == checked["opset"]
+        assert exported["inputs"] == checked["inputs"] and exported["outputs"] == checked["outputs"]
 
 
 # -- refusals: control flow, unsupported ops, uncovered dimensions ------------------------------
@@ -160,7 +168,7 @@ def test_an_injected_if_node_is_refused_naming_it_and_the_graph(tiny_plan: Path,
     path = tmp_path / "encoder.onnx"
     onnx.save_model(model, str(path))
     with pytest.raises(ConversionError, match=r"encoder\.onnx: has If node\(s\)"):
-        trt_converter.check_graph(path, _encoder_profile())
+        trt_build.check_graph(path, _encoder_profile())
 
 
 def test_control_flow_inside_a_local_function_is_found(tmp_path: Path) -> None:
@@ -194,7 +202,7 @@ def test_control_flow_inside_a_local_function_is_found(tmp_path: Path) -> None:
         functions=[function],
         opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("dwkit.test", 1)],
     )
-    assert trt_converter.op_types(model) == {"If": 1, "Identity": 2}
+    assert onnx_check.op_types(model) == {"If": 1, "Identity": 2}
 
 
 def test_an_unsupported_op_is_refused_naming_the_op_and_the_graph(tmp_path: Path) -> None:
@@ -217,7 +225,7 @@ def test_an_unsupported_op_is_refused_naming_the_op_and_the_graph(tmp_path: Path
         ConversionError,
         match=r"decoder_init\.onnx: TensorRT's ONNX parser does not support DynamicQuantizeLinear, MatMulInteger",
     ):
-        trt_converter.check_graph(path, _encoder_profile())
+        trt_build.check_graph(path, _encoder_profile())
     custom = _tiny_graph(
         tmp_path / "encoder.onnx",
         [
@@ -232,7 +240,7 @@ def test_an_unsupported_op_is_refused_naming_the_op_and_the_graph(tmp_path: Path
     with pytest.raises(
         ConversionError, match=r"encoder\.onnx: .*does not support com\.microsoft::FusedMatMul"
     ):
-        trt_converter.check_graph(custom, _encoder_profile())
+        trt_build.check_graph(custom, _encoder_profile())
 
 
 def test_an_opset_outside_the_parsers_range_is_refused(tmp_path: Path) -> None:
@@ -248,13 +256,13 @@ def test_an_opset_outside_the_parsers_range_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ConversionError, match=r"encoder\.onnx: opset 8 is outside TensorRT 10's ONNX parser range 9\.\.20"
     ):
-        trt_converter.check_graph(path, _encoder_profile())
+        trt_build.check_graph(path, _encoder_profile())
 
 
 def test_profiles_cover_every_dynamic_dimension_and_fix_the_frames(tiny_plan: Path) -> None:
     manifest = read_manifest(tiny_plan)
     info = ModelInfo.from_dict(manifest["model_info"])
-    profiles = trt_converter.profiles(info, 8)
+    profiles = onnx_graphs.profiles(info, 8)
     step = profiles["decoder_step"]
     assert step["input_ids"] == {"min": [1, 1], "opt": [8, 1], "max": [8, 1]}
     assert step["past_key.0"] == {"min": [1, 6, 1, 64], "opt": [8, 6, 224, 64], "max": [8, 6, 447, 64]}
@@ -272,7 +280,7 @@ def test_profiles_cover_every_dynamic_dimension_and_fix_the_frames(tiny_plan: Pa
         "max": [8, 80, 3000],
     }
     for graph, entry_ in zip(GRAPHS, manifest["graphs"]):  # the real graphs' inputs, every axis
-        assert trt_converter.profile_problems(entry_["inputs"], profiles[graph]) == []
+        assert onnx_graphs.profile_problems(entry_["inputs"], profiles[graph]) == []
         assert manifest["plan"]["engines"][graph]["profile"] == profiles[graph]
     assert manifest["plan"]["dimensions"]["past"] == {"min": 1, "opt": 224, "max": 447}
     assert manifest["plan"]["dimensions"]["prompt"] == {"min": 1, "opt": 4, "max": 448}
@@ -281,18 +289,18 @@ def test_profiles_cover_every_dynamic_dimension_and_fix_the_frames(tiny_plan: Pa
 def test_uncovered_dimensions_are_named() -> None:
     profile = _encoder_profile()
     unknown = [{"name": "input_features", "shape": ["s0", 80, 3000]}]
-    assert trt_converter.profile_problems(unknown, profile) == [
+    assert onnx_graphs.profile_problems(unknown, profile) == [
         "input input_features axis 0 is dynamic ('s0') and no profile dimension covers it "
         "(the profiles cover batch, prompt, past)"
     ]
     mels = [{"name": "input_features", "shape": ["batch", 128, 3000]}]
-    assert trt_converter.profile_problems(mels, profile) == [
+    assert onnx_graphs.profile_problems(mels, profile) == [
         "input input_features axis 1 is fixed at 128 but the profile gives 80..80"
     ]
     frames = [{"name": "input_features", "shape": ["batch", 80, "frames"]}]
-    assert "axis 2 is dynamic ('frames')" in trt_converter.profile_problems(frames, profile)[0]
+    assert "axis 2 is dynamic ('frames')" in onnx_graphs.profile_problems(frames, profile)[0]
     extra = [{"name": "input_features", "shape": ["batch", 80, 3000]}, {"name": "flag", "shape": []}]
-    assert trt_converter.profile_problems(extra, profile) == ["input flag has no optimisation profile"]
+    assert onnx_graphs.profile_problems(extra, profile) == ["input flag has no optimisation profile"]
 
 
 def test_an_uncovered_graph_is_refused_naming_the_input(tmp_path: Path) -> None:
@@ -308,25 +316,25 @@ def test_an_uncovered_graph_is_refused_naming_the_input(tmp_path: Path) -> None:
         ConversionError,
         match=r"encoder\.onnx: not covered by the optimisation profiles: input input_features axis 2",
     ):
-        trt_converter.check_graph(path, _encoder_profile())
+        trt_build.check_graph(path, _encoder_profile())
 
 
 def test_a_too_small_max_batch_is_refused_or_reported(tiny_onnx: Path, tmp_path: Path) -> None:
     info = ModelInfo.from_model_dir(tiny_onnx)
-    small = trt_converter.profiles(info, 2)["decoder_step"]
+    small = onnx_graphs.profiles(info, 2)["decoder_step"]
     shapes = {"input_ids": (3, 1), "past_key.0": (3, 6, 10, 64)}
-    assert trt_converter.shape_problems(small, shapes) == [
+    assert onnx_graphs.shape_problems(small, shapes) == [
         "input_ids (3, 1) is outside the profile (1, 1)..(2, 1)",
         "past_key.0 (3, 6, 10, 64) is outside the profile (1, 6, 1, 64)..(2, 6, 447, 64)",
     ]
-    assert trt_converter.shape_problems(trt_converter.profiles(info, 3)["decoder_step"], shapes) == []
+    assert onnx_graphs.shape_problems(onnx_graphs.profiles(info, 3)["decoder_step"], shapes) == []
     too_long = {"past_key.0": (1, 6, 448, 64)}  # the context holds 448 positions: 447 past at most
-    assert trt_converter.shape_problems(small, too_long) != []
+    assert onnx_graphs.shape_problems(small, too_long) != []
     for bad in (0, -1, 2000, "two", 2.5):
         with pytest.raises(ConversionError, match="max_batch .*must be a whole number from 1 to 1024"):
             convert(tiny_onnx, tmp_path / "x", "trt", "fp16", dry_run=True, max_batch=bad)
     assert not (tmp_path / "x").exists()
-    assert trt_converter.check_max_batch(None) == 8 and trt_converter.check_max_batch("16") == 16
+    assert trt_build.check_max_batch(None) == 8 and trt_build.check_max_batch("16") == 16
 
 
 # -- plan -------------------------------------------------------------------------------------
@@ -345,7 +353,7 @@ def test_plan_records_flags_workspace_profiles_and_target(
 ) -> None:
     manifest = read_manifest(tiny_plan)
     info = ModelInfo.from_dict(manifest["model_info"])
-    plan = trt_converter.build_plan(info, precision, 4, 2048, manifest["graphs"])
+    plan = trt_build.build_plan(info, precision, 4, 2048, manifest["graphs"])
     assert plan["precision"] == precision and plan["max_batch"] == 4 and plan["plan_version"] == 1
     builder = plan["builder"]
     assert builder["flags"] == flags and builder["cleared_flags"] == cleared
@@ -360,7 +368,7 @@ def test_plan_records_flags_workspace_profiles_and_target(
     assert engines["decoder_step"]["engine"] == "decoder_step.engine"
     assert engines["encoder"]["onnx"] == "encoder.onnx" and engines["encoder"]["opset"] == 18
     assert engines["decoder_init"]["profile"]["input_ids"]["max"] == [4, 448]
-    spec = trt_converter.engine_spec(plan, "decoder_step")
+    spec = trt_build.engine_spec(plan, "decoder_step")
     assert isinstance(spec, tensorrt_api.EngineSpec)
     assert list(spec.flags) == flags and spec.workspace_bytes == 2048 << 20
     assert set(spec.profile) == set(graph_io("decoder_step", info.decoder_layers).inputs)

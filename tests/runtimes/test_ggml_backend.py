@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dwkit.audio import load_audio
-from dwkit.converters import ggml
+from dwkit.converters import convert
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import BackendUnavailable, ConfigError
 from dwkit.features import log_mel
@@ -34,7 +34,7 @@ def tiny_ggml(tiny_en_dir, tmp_path_factory):
     """tiny.en converted to every runnable precision (no validation: that is the converter's test)."""
     root = tmp_path_factory.mktemp("ggml-tiny")
     for precision in ("f16", "q8_0", "q5_0", "q4_0"):
-        ggml.convert(tiny_en_dir, root / precision, precision, validate=False)
+        convert(tiny_en_dir, root / precision, "ggml", precision, validate=False)
     return root
 
 
@@ -201,7 +201,7 @@ def test_quantised_wer_close_to_transformers(precision, tiny_ggml, hf_short, spe
 @pytest.mark.slow
 def test_multilingual_base_detects_english_and_matches_transformers(base_dir, speech_long, tmp_path):
     audio, text = speech_long
-    ggml.convert(base_dir, tmp_path / "base", "f16", validate=False)
+    convert(base_dir, tmp_path / "base", "ggml", "f16", validate=False)
     hf = Transcriber.from_model_dir(base_dir, "hf", RuntimeConfig(threads=2))
     ours = Transcriber.from_model_dir(tmp_path / "base", runtime=RuntimeConfig(threads=2, options=FLASH_OFF))
     try:

@@ -24,12 +24,12 @@ pytest.importorskip("transformers")
 from dwkit.audio import load_audio  # noqa: E402
 from dwkit.compare import compare_backends  # noqa: E402
 from dwkit.converters import convert  # noqa: E402
-from dwkit.converters.onnx_graphs import GRAPHS  # noqa: E402
 from dwkit.decoding.options import DecodeOptions  # noqa: E402
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError  # noqa: E402
 from dwkit.features import log_mel  # noqa: E402
 from dwkit.manifest import read_manifest, write_manifest  # noqa: E402
 from dwkit.model_info import ModelInfo  # noqa: E402
+from dwkit.onnx_graphs import GRAPHS  # noqa: E402
 from dwkit.runtimes import get, load, tensorrt_api  # noqa: E402
 from dwkit.runtimes import trt as trt_runtime  # noqa: E402
 from dwkit.runtimes.base import RuntimeConfig  # noqa: E402

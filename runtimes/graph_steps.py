@@ -1,0 +1,124 @@
+"""Decoding over dwkit's three graphs (encoder, decoder_init, decoder_step), for any runtime.
+
+The onnx and trt backends differ only in where tensors live and how a graph is called
+(onnxruntime OrtValues through IO bindings; torch CUDA buffers through TensorRT engines).
+That difference is a `GraphRunner`, a small tensor adapter; everything else, the cache
+handling, prompt de-duplication and beam reordering, is `GraphStepBackend`, written once:
+
+- decoder_init runs once per distinct (audio row, prompt): beams start as copies of one row,
+  so their caches are gathered from the one run instead of computed again;
+- each decoder_step takes the past [batch, heads, past, head_dim] and returns the present
+  [.., past + 1, ..], which becomes the next past; tokens after a prefix go one at a time;
+- a beam reorder gathers the self-attention cache rows, and the cross-attention keys/values
+  only when a row moves to another audio (beams of one audio share them).
+Only token ids go in and logits come out through the host; cache tensors stay where the
+runner keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from dwkit.runtimes.base import EncoderOutput, StepBackend
+
+
+class GraphRunner(Protocol):
+    """What a runtime provides: its tensors' batch size and row gather, and the two decoder
+    graphs. Tensors are the runtime's own (OrtValue, torch tensor); logits come back on the host."""
+
+    def batch_size(self, value: Any) -> int: ...
+
+    def gather(self, values: list[Any], index: np.ndarray) -> list[Any]:
+        """Rows `index` (batch axis 0) of each tensor, on its own device."""
+        ...
+
+    def decoder_init(self, tokens: np.ndarray, states: Any) -> tuple[np.ndarray, list[Any], list[Any]]:
+        """(logits [batch, prompt, vocab], self K/V, cross K/V) for prompts on encoder states."""
+        ...
+
+    def step_context(self, cross_kv: list[Any]) -> Any:
+        """What decoder_step keeps between calls for these cross K/V (e.g. an IO binding)."""
+        ...
+
+    def decoder_step(
+        self, tokens: np.ndarray, self_kv: list[Any], context: Any
+    ) -> tuple[np.ndarray, list[Any]]:
+        """(logits [batch, 1, vocab], the new self K/V) after one token per row."""
+        ...
+
+
+@dataclass
+class GraphCache:
+    """Decoder state of one batch: before the prompt pass only the encoder rows are known."""
+
+    encoder_states: Any  # the runner's tensor [encoder batch, frames, d_model]; None once cached
+    rows: np.ndarray  # encoder row of each cache row
+    self_kv: list[Any] | None = None  # kv_names order
+    cross_kv: list[Any] | None = None
+    context: Any = None  # GraphRunner.step_context of cross_kv
+
+
+class GraphStepBackend(StepBackend):
+    """`StepBackend` over the three graphs; subclasses set `runner` and implement `encode`."""
+
+    runner: GraphRunner
+
+    def select(self, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+        return EncoderOutput(data=self.runner.gather([enc.data], np.asarray(rows))[0], batch_size=len(rows))
+
+    def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> GraphCache:
+        return GraphCache(encoder_states=enc.data, rows=np.asarray(batch_index, dtype=np.int64))
+
+    def step(self, tokens: np.ndarray, cache: GraphCache) -> np.ndarray:
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if cache.self_kv is None:
+            return self._prompt(tokens, cache)
+        if tokens.shape[1] == 1:
+            return self._next(tokens, cache)
+        # The step graph takes one token; more after a prefix are fed one at a time.
+        return np.concatenate(
+            [self._next(tokens[:, i : i + 1], cache) for i in range(tokens.shape[1])], axis=1
+        )
+
+    def _prompt(self, tokens: np.ndarray, cache: GraphCache) -> np.ndarray:
+        """decoder_init on each distinct (audio row, prompt) once."""
+        keyed = np.concatenate([cache.rows[:, None], tokens], axis=1)
+        _, first, inverse = np.unique(keyed, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        distinct = len(first) < len(tokens)
+        run_rows = cache.rows[first] if distinct else cache.rows
+        run_tokens = tokens[first] if distinct else tokens
+        states = cache.encoder_states
+        if not np.array_equal(run_rows, np.arange(self.runner.batch_size(states))):
+            states = self.runner.gather([states], run_rows)[0]
+        logits, self_kv, cross_kv = self.runner.decoder_init(np.ascontiguousarray(run_tokens), states)
+        if distinct:
+            self_kv = self.runner.gather(self_kv, inverse)
+            cross_kv = self.runner.gather(cross_kv, inverse)
+            logits = logits[inverse]
+        cache.self_kv, cache.cross_kv = list(self_kv), list(cross_kv)
+        cache.encoder_states = None  # the cross keys/values replace it
+        cache.context = self.runner.step_context(cache.cross_kv)
+        return logits
+
+    def _next(self, tokens: np.ndarray, cache: GraphCache) -> np.ndarray:
+        """decoder_step: past -> present, which becomes the next past."""
+        assert cache.self_kv is not None
+        logits, cache.self_kv = self.runner.decoder_step(
+            np.ascontiguousarray(tokens), cache.self_kv, cache.context
+        )
+        return logits
+
+    def reorder(self, cache: GraphCache, index: np.ndarray) -> GraphCache:
+        index = np.asarray(index, dtype=np.int64)
+        rows = cache.rows[index]
+        if cache.self_kv is not None and cache.cross_kv is not None:
+            cache.self_kv = self.runner.gather(cache.self_kv, index)
+            if not np.array_equal(rows, cache.rows):  # a row moved to another audio
+                cache.cross_kv = self.runner.gather(cache.cross_kv, index)
+                cache.context = self.runner.step_context(cache.cross_kv)
+        cache.rows = rows
+        return cache
