@@ -26,6 +26,7 @@ from dwkit.converters.base import (
     atomic_output_dir,
     copy_if_present,
     library_versions,
+    reading_weights,
 )
 from dwkit.errors import ConversionError, DwkitError, ModelError, ValidationError
 from dwkit.manifest import weights_checksum, write_manifest
@@ -228,6 +229,11 @@ def _expected_names(hparams: dict[str, int]) -> set[str]:
 
 def _checkpoint_tensors(source: Path) -> Iterator[tuple[str, np.ndarray]]:
     """(name, float32 array) pairs, one tensor in memory at a time, encoder first."""
+    with reading_weights(source):
+        yield from _read_tensors(source)
+
+
+def _read_tensors(source: Path) -> Iterator[tuple[str, np.ndarray]]:
     files = sorted(source.glob("*.safetensors"))
     if files:
         from safetensors import safe_open

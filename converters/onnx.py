@@ -39,6 +39,7 @@ from dwkit.converters.base import (
     atomic_output_dir,
     copy_if_present,
     library_versions,
+    reading_weights,
     record_validation,
     require_checkpoint,
 )
@@ -130,7 +131,7 @@ def convert(
         if reuse is not None:
             _copy_graphs(reuse, exported)
         else:
-            with stage("load transformers model", timings):
+            with stage("load transformers model", timings), reading_weights(source):
                 from dwkit.converters.onnx_export import export_graph, load_model
 
                 model = load_model(source)

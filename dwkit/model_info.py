@@ -7,13 +7,12 @@ directory describes itself the same way without transformers installed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dwkit.errors import ModelError
-from dwkit.manifest import read_manifest
+from dwkit.manifest import read_json_object, read_manifest
 
 # The alignment of timestamp tokens: each one is 20 ms (2 mel frames of 10 ms).
 TIME_PRECISION = 0.02
@@ -76,11 +75,21 @@ class ModelInfo:
         gen = _read_json(gen_path) if gen_path.is_file() else {}
         if config.get("model_type") != "whisper":
             raise ModelError(f"{model_dir}: config.json is not a Whisper config")
+        if gen.get("no_timestamps_token_id") is None:
+            raise ModelError(f"{gen_path}: missing no_timestamps_token_id (not a Whisper checkpoint?)")
+        try:
+            return cls._from_hf_configs(config, gen)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(
+                f"{model_dir}: config.json or generation_config.json lacks or mistypes a Whisper "
+                f"setting ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    @classmethod
+    def _from_hf_configs(cls, config: dict[str, Any], gen: dict[str, Any]) -> ModelInfo:
         lang_to_id = dict(gen.get("lang_to_id") or {})
         task_to_id = dict(gen.get("task_to_id") or {})
-        no_timestamps = gen.get("no_timestamps_token_id")
-        if no_timestamps is None:
-            raise ModelError(f"{gen_path}: missing no_timestamps_token_id (not a Whisper checkpoint?)")
+        no_timestamps = int(gen["no_timestamps_token_id"])
         return cls(
             n_mels=int(config["num_mel_bins"]),
             vocab_size=int(config["vocab_size"]),
@@ -111,14 +120,17 @@ class ModelInfo:
         """A converted directory's manifest, else the transformers config files."""
         manifest = read_manifest(model_dir)
         if manifest and "model_info" in manifest:
-            return cls.from_dict(manifest["model_info"])
+            try:
+                return cls.from_dict(manifest["model_info"])
+            except (TypeError, AttributeError) as exc:
+                raise ModelError(
+                    f"{Path(model_dir) / 'dwkit.json'}: model_info is incomplete or mistyped ({exc}); "
+                    "convert the model again"
+                ) from exc
         return cls.from_hf_dir(model_dir)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"{path}: missing (not a model directory?)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable ({exc})") from exc
+    return read_json_object(path)
