@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -37,10 +38,23 @@ def _show_dwkit_logs(prog: str) -> None:
     """dwkit's own INFO lines (e.g. which backend `auto` chose and why) go to stderr."""
     logger = logging.getLogger("dwkit")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a line is logged, not when the CLI first ran
+    (an embedding program or a test may have replaced it since)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:
@@ -69,3 +83,14 @@ def write_atomic(path: Path, text: str) -> None:
             raise
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from exc
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work (loading a model, decoding) when files cannot be created in `folder`:
+    its nearest existing ancestor must be a directory this user may write."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+        raise OutputError(f"cannot write into {folder}: {describe_os_error(denied)}")

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from dwkit.cli.common import write_atomic
+from dwkit.cli.common import check_writable, write_atomic
 from dwkit.cli.options import add_longform_flags, add_runtime_flags, longform_options, runtime_config
 from dwkit.errors import ConfigError
 from dwkit.writers import FORMATS, render
@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output and len(args.audio) > 1 and args.output.exists() and not args.output.is_dir():
         raise ConfigError(f"{args.output}: with several audio files, -o must be a directory")
     stems = _output_stems(args.audio, into_directory=args.output is not None)
+    if args.output is not None:
+        into_directory = len(args.audio) > 1 or args.output.is_dir()
+        check_writable(args.output if into_directory else args.output.parent)
     for path in args.audio:  # bad audio fails before the model loads; decoding streams later
         if path != STDIN:  # standard input can be read once: it is checked as it decodes
             check_audio(path)
