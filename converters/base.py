@@ -102,6 +102,7 @@ def atomic_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
     try:
+        _apply_umask(tmp)
         if out_dir.exists():
             tmp.chmod(stat.S_IMODE(out_dir.stat().st_mode))  # a replaced model keeps its mode
             old = out_dir.with_name(_sibling_name(out_dir, "old", secrets.token_hex(4)))
@@ -112,6 +113,22 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
             tmp.rename(out_dir)
     except OSError as exc:
         raise ConversionError(f"cannot write {out_dir}: {describe_os_error(exc)}") from exc
+
+
+def _apply_umask(folder: Path) -> None:
+    """Give every file in `folder` the mode a new file gets here (0666 less the umask).
+
+    Some writers ignore the umask (safetensors creates its files 0600), which would make a
+    shared model readable by its converter alone. The mode is read off a probe file, so the
+    process-wide umask is never changed, not even for a moment.
+    """
+    probe = folder / f".mode-probe-{secrets.token_hex(4)}"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = stat.S_IMODE(probe.stat().st_mode)
+    probe.unlink()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
 
 
 def _sibling_name(out_dir: Path, kind: str, token: str) -> str:

@@ -636,3 +636,21 @@ def test_a_truncated_file_is_transcribed_with_one_warning_line(tiny_en_dir, spee
     assert warning.startswith("dwkit: warning:") and "\n" not in warning and str(cut) in warning
     decoded = json.loads(captured.out)["duration"]
     assert 0 < decoded < 7.0 and f"{decoded:.2f} s" in warning
+
+
+def test_a_converted_model_honours_the_umask_whatever_wrote_its_files(tmp_path):
+    """safetensors creates its files 0600: a model converted for a team was private to its converter."""
+    from safetensors.numpy import save_file
+
+    from dwkit.converters.base import atomic_output_dir
+
+    saved = os.umask(0o022)
+    try:
+        with atomic_output_dir(tmp_path / "model") as tmp:
+            save_file({"w": np.zeros(4, dtype=np.float32)}, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text("{}")
+    finally:
+        os.umask(saved)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "model").iterdir()}
+    assert modes == {"model.safetensors": "0o644", "config.json": "0o644"}, modes
+    assert oct((tmp_path / "model").stat().st_mode & 0o777) == "0o755"
