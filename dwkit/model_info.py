@@ -193,7 +193,6 @@ _SHAPES = {
     "model.decoder.embed_positions.weight": ("max_target_positions", "d_model"),
     "model.decoder.embed_tokens.weight": ("vocab_size", "d_model"),
     "model.encoder.layers.0.fc1.weight": ("encoder_ffn_dim", "d_model"),
-    "model.decoder.layers.0.fc1.weight": ("decoder_ffn_dim", "d_model"),
 }
 
 
