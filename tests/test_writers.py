@@ -53,7 +53,7 @@ def umask():
     os.umask(saved)
 
 
-@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)], ids=oct)
 def test_a_new_output_file_honours_the_umask(tmp_path, umask, mask, mode):
     """mkstemp made every transcript 0600, whatever the umask."""
     umask(mask)
@@ -62,7 +62,7 @@ def test_a_new_output_file_honours_the_umask(tmp_path, umask, mask, mode):
     assert (tmp_path / "a.txt").read_text() == "hello\n"
 
 
-@pytest.mark.parametrize("mode", [0o600, 0o664, 0o640])
+@pytest.mark.parametrize("mode", [0o600, 0o664, 0o640], ids=oct)
 def test_a_replaced_output_file_keeps_its_mode(tmp_path, umask, mode):
     umask(0o022)
     target = tmp_path / "a.srt"
