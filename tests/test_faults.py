@@ -265,24 +265,30 @@ def short_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def side_files(tiny_en_dir: Path) -> dict[str, str]:
-    return {name: (tiny_en_dir / name).read_text(encoding="utf-8") for name in SIDE_FILES}
+def own_tiny_en(tiny_en_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy, linked from by every example (the shared cache may be rebuilt meanwhile)."""
+    return Path(shutil.copytree(tiny_en_dir, tmp_path_factory.mktemp("faults") / "tiny.en"))
 
 
-def test_broken_model_side_files(tiny_en_dir, side_files, short_audio):
+@pytest.fixture(scope="module")
+def side_files(own_tiny_en: Path) -> dict[str, str]:
+    return {name: (own_tiny_en / name).read_text(encoding="utf-8") for name in SIDE_FILES}
+
+
+def test_broken_model_side_files(own_tiny_en, side_files, short_audio):
     @settings(FAST, max_examples=12)
     @given(side_file_fault(side_files))
     def check(fault: tuple[str, bytes]) -> None:
-        _side_file_case(tiny_en_dir, short_audio, fault)
+        _side_file_case(own_tiny_en, short_audio, fault)
 
     check()
 
 
 @pytest.mark.slow
-def test_broken_model_side_files_many(tiny_en_dir, side_files, short_audio):
+def test_broken_model_side_files_many(own_tiny_en, side_files, short_audio):
     @settings(SLOW, max_examples=200)
     @given(side_file_fault(side_files))
     def check(fault: tuple[str, bytes]) -> None:
-        _side_file_case(tiny_en_dir, short_audio, fault)
+        _side_file_case(own_tiny_en, short_audio, fault)
 
     check()

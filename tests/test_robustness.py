@@ -369,7 +369,8 @@ def test_killed_conversion_never_leaves_the_output_dir(tmp_path, sig):
     if sig == signal.SIGINT:  # Python unwinds: the temporary directory is removed too
         assert not _partials(tmp_path)
     # SIGKILL cannot be caught: a hidden .out.partial-* directory may remain beside OUT,
-    # never OUT itself, so nothing can mistake it for a finished model.
+    # never OUT itself, so nothing can mistake it for a finished model; the next conversion
+    # to OUT removes it (test_the_next_conversion_sweeps_partials_whose_process_died).
 
 
 def test_sigterm_ed_conversion_removes_its_temporary_directory(tmp_path):
