@@ -22,6 +22,7 @@ import numpy as np
 
 from dwkit.converters import ggml_format as fmt
 from dwkit.converters import template
+from dwkit.converters.base import reading_weights
 from dwkit.errors import ConversionError, DwkitError, ModelError
 from dwkit.model_info import ModelInfo
 
@@ -174,6 +175,11 @@ def _expected_names(hparams: dict[str, int]) -> set[str]:
 
 def _checkpoint_tensors(source: Path) -> Iterator[tuple[str, np.ndarray]]:
     """(name, float32 array) pairs, one tensor in memory at a time, encoder first."""
+    with reading_weights(source):
+        yield from _read_tensors(source)
+
+
+def _read_tensors(source: Path) -> Iterator[tuple[str, np.ndarray]]:
     files = sorted(source.glob("*.safetensors"))
     if files:
         from safetensors import safe_open

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.converters import template
+from dwkit.converters.base import reading_weights
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest, weights_checksum
 from dwkit.onnx_check import inspect_graph
@@ -131,7 +132,7 @@ def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> te
 def _export_graphs(
     source: Path, out: Path, opset: int, external: bool | None, stages: template.Stages
 ) -> None:
-    with stages("load transformers model"):
+    with stages("load transformers model"), reading_weights(source):
         from dwkit.converters.onnx_export import export_graph, load_model
 
         model = load_model(source)

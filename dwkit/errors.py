@@ -5,6 +5,8 @@ config) is one of these, raised with the fix in the message. The CLI turns them 
 line on stderr and a non-zero exit; anything else is a bug and keeps its traceback.
 """
 
+import errno
+
 
 class DwkitError(Exception):
     """Base class: a user-facing problem whose message is the whole explanation."""
@@ -33,3 +35,28 @@ class ConfigError(DwkitError):
 class ValidationError(ConversionError):
     """A converted model does not match the transformers reference within tolerance
     (raised during conversion, so nothing was written)."""
+
+
+class OutputError(DwkitError):
+    """An output file or directory could not be written; nothing partial was left in its place."""
+
+
+_OS_ERROR_FIXES = {
+    errno.EACCES: "check its permissions, or choose a location this user may write",
+    errno.EPERM: "check its permissions, or choose a location this user may write",
+    errno.EROFS: "it is on a read-only filesystem; choose another location",
+    errno.ENOSPC: "the disk is full; free some space and run again",
+    errno.EDQUOT: "the disk quota is exhausted; free some space and run again",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the path, the reason, and what to do about it.
+
+    Shared by the CLI's error handler and the writers, so a permission problem reads the same
+    whichever layer met it.
+    """
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = (exc.strerror or str(exc) or type(exc).__name__).lower()
+    fix = _OS_ERROR_FIXES.get(exc.errno or 0)
+    return f"{where}{reason}" + (f" ({fix})" if fix else "")

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from dwkit.audio import AudioInput, AudioStream, load_audio
-from dwkit.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from dwkit.constants import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.errors import AudioError
 
 _BLOCK_FRAMES = 6000  # STFT in blocks of 60 s so long audio never builds a giant frame matrix
@@ -105,7 +105,7 @@ def recording_mel(source: AudioInput, n_mels: int) -> RecordingMel:
         samples = load_audio(source)
         return RecordingMel(log_mel(samples, n_mels), len(samples))
     stream = AudioStream(source)
-    mel, n_samples = log_mel_stream(stream, n_mels, expected_samples=stream.expected_samples)
+    mel, n_samples = log_mel_stream(stream, n_mels)
     if n_samples == 0:
         raise AudioError(f"{stream.name}: holds no audio samples")
     return RecordingMel(mel, n_samples)
@@ -115,18 +115,17 @@ def log_mel_stream(
     blocks: Iterable[np.ndarray],
     n_mels: int,
     pad_to: int | None = N_SAMPLES,
-    expected_samples: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """`log_mel` of the concatenated `blocks`, bit for bit, holding ~60 s of samples at a time.
 
     The STFT runs over the same 6000-frame blocks as `log_mel` (identical shapes, identical
     arithmetic) as soon as the samples of a block and of the frame after it have arrived; the
     un-normalised log spectrogram is kept and the global normalisation runs once at the end,
-    in place. `expected_samples` (a header's duration) lets the mel be allocated once.
-    Returns (mel, number of samples read).
+    in place. Memory follows the samples that arrive, never a header's claimed duration (a
+    file may announce days of audio and hold seconds). Returns (mel, number of samples read).
     """
     filters = mel_filters(n_mels).astype(np.float64)
-    out = _MelBuffer(n_mels, expected_samples)
+    out = _MelBuffer(n_mels)
     pending: list[np.ndarray] = []  # samples from absolute index `offset` on
     offset = received = start = 0  # `start`: first frame not computed yet
     for block in blocks:
@@ -168,25 +167,28 @@ def _log_spec(padded: np.ndarray, n_frames: int, filters: np.ndarray) -> np.ndar
 
 
 class _MelBuffer:
-    """float32 [n_mels, frames] grown block by block; preallocated when the length is announced."""
+    """float32 mel frames grown block by block, as the audio decodes.
 
-    def __init__(self, n_mels: int, expected_samples: int | None):
-        hint = (expected_samples // HOP_LENGTH + 2 * FRAMES_PER_SECOND) if expected_samples else 0
-        # np.empty maps pages lazily: an over-estimate costs address space, not memory.
-        self.data = np.empty((n_mels, max(hint, 2 * _BLOCK_FRAMES)), dtype=np.float32)
+    Stored frames-major so that growing is `ndarray.resize`, a realloc: for buffers this large
+    glibc remaps the pages instead of copying them, so the peak stays one mel, not two, and
+    the untouched tail of a geometric over-allocation costs address space only.
+    """
+
+    def __init__(self, n_mels: int):
+        self.data = np.empty((2 * _BLOCK_FRAMES, n_mels), dtype=np.float32)
         self.used = 0
 
     def append(self, block: np.ndarray) -> None:
         stop = self.used + block.shape[1]
-        if stop > self.data.shape[1]:  # no (or a wrong) length hint: grow geometrically
-            grown = np.empty((self.data.shape[0], max(stop, 2 * self.data.shape[1])), dtype=np.float32)
-            grown[:, : self.used] = self.data[:, : self.used]
-            self.data = grown
-        self.data[:, self.used : stop] = block
+        if stop > self.data.shape[0]:
+            self.data.resize((max(stop, 2 * self.data.shape[0]), self.data.shape[1]), refcheck=False)
+        self.data[self.used : stop] = block.T
         self.used = stop
 
     def finish(self) -> np.ndarray:
-        return self.data[:, : self.used]
+        """[n_mels, frames] (a transposed view: slicing windows out of it is all callers do)."""
+        self.data.resize((self.used, self.data.shape[1]), refcheck=False)
+        return self.data.T
 
 
 def pad_or_trim(mel: np.ndarray, frames: int = N_FRAMES) -> np.ndarray:

@@ -67,10 +67,38 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any] | None:
     path = Path(model_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
+    return read_json_object(path, "unreadable manifest")
+
+
+def read_json_object(path: Path, what: str = "unreadable") -> dict[str, Any]:
+    """A model side file (dwkit.json, config.json, ...) that must hold one JSON object.
+
+    Whatever the file holds (bad UTF-8, broken or deeply nested JSON, a list where an object
+    belongs) is one ModelError naming it, never a traceback from the parser.
+    """
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable manifest ({exc})") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError as exc:
+        raise ModelError(f"{path}: {what} (nested too deeply to be a model file)") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: {what} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: {what} (holds a JSON {type(data).__name__}, not an object)")
+    return data
+
+
+def contained_file(model_dir: Path, name: object, key: str) -> Path:
+    """`model_dir / name` for a file a manifest names under `key`, refused unless inside it.
+
+    Checked on the name, not the resolved path: a hub snapshot's files are symlinks into its
+    blob store, and those are fine; `../x.bin` or `/etc/x` in a manifest are not.
+    """
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ModelError(
+            f"{model_dir / MANIFEST_NAME}: {key} {name!r} is not a file name inside the model "
+            "directory; a manifest may only name files beside it (convert the model again)"
+        )
+    return model_dir / name
 
 
 def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -7,14 +7,13 @@ directory describes itself the same way without transformers installed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dwkit.constants import TIME_PRECISION  # noqa: F401 - re-exported: 20 ms per timestamp token
 from dwkit.errors import ModelError
-from dwkit.manifest import read_manifest
+from dwkit.manifest import read_json_object, read_manifest
 
 
 @dataclass
@@ -74,11 +73,24 @@ class ModelInfo:
         gen = _read_json(gen_path) if gen_path.is_file() else {}
         if config.get("model_type") != "whisper":
             raise ModelError(f"{model_dir}: config.json is not a Whisper config")
+        if gen.get("no_timestamps_token_id") is None:
+            raise ModelError(f"{gen_path}: missing no_timestamps_token_id (not a Whisper checkpoint?)")
+        _check_config_types(model_dir / "config.json", config)
+        try:
+            info = cls._from_hf_configs(config, gen)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(
+                f"{model_dir}: config.json or generation_config.json lacks or mistypes a Whisper "
+                f"setting ({type(exc).__name__}: {exc})"
+            ) from exc
+        _check_against_weights(model_dir, config)
+        return info
+
+    @classmethod
+    def _from_hf_configs(cls, config: dict[str, Any], gen: dict[str, Any]) -> ModelInfo:
         lang_to_id = dict(gen.get("lang_to_id") or {})
         task_to_id = dict(gen.get("task_to_id") or {})
-        no_timestamps = gen.get("no_timestamps_token_id")
-        if no_timestamps is None:
-            raise ModelError(f"{gen_path}: missing no_timestamps_token_id (not a Whisper checkpoint?)")
+        no_timestamps = int(gen["no_timestamps_token_id"])
         return cls(
             n_mels=int(config["num_mel_bins"]),
             vocab_size=int(config["vocab_size"]),
@@ -109,14 +121,116 @@ class ModelInfo:
         """A converted directory's manifest, else the transformers config files."""
         manifest = read_manifest(model_dir)
         if manifest and "model_info" in manifest:
-            return cls.from_dict(manifest["model_info"])
+            try:
+                return cls.from_dict(manifest["model_info"])
+            except (TypeError, AttributeError) as exc:
+                raise ModelError(
+                    f"{Path(model_dir) / 'dwkit.json'}: model_info is incomplete or mistyped ({exc}); "
+                    "convert the model again"
+                ) from exc
         return cls.from_hf_dir(model_dir)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"{path}: missing (not a model directory?)")
+    return read_json_object(path)
+
+
+# The JSON kind of each WhisperConfig setting (its constructor's defaults, transformers 4.57).
+# transformers accepts any value and fails much later, mid-inference (dropout=None is a
+# TypeError in the first forward pass), so a mistyped config.json is refused on reading.
+_NUMBER, _INT, _BOOL, _STR = (int, float), int, bool, str
+CONFIG_KINDS: dict[str, tuple[type, ...] | type] = {
+    **dict.fromkeys(
+        ["vocab_size", "num_mel_bins", "d_model", "encoder_layers", "decoder_layers", "num_hidden_layers"],
+        _INT,
+    ),
+    **dict.fromkeys(
+        ["encoder_attention_heads", "decoder_attention_heads", "encoder_ffn_dim", "decoder_ffn_dim"], _INT
+    ),
+    **dict.fromkeys(["max_source_positions", "max_target_positions", "classifier_proj_size"], _INT),
+    **dict.fromkeys(["bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"], _INT),
+    **dict.fromkeys(["mask_time_length", "mask_time_min_masks", "mask_feature_length"], _INT),
+    **dict.fromkeys(["mask_feature_min_masks", "median_filter_width"], _INT),
+    **dict.fromkeys(["dropout", "attention_dropout", "activation_dropout", "init_std"], _NUMBER),
+    **dict.fromkeys(
+        ["encoder_layerdrop", "decoder_layerdrop", "mask_time_prob", "mask_feature_prob"], _NUMBER
+    ),
+    **dict.fromkeys(["use_cache", "scale_embedding", "use_weighted_layer_sum", "apply_spec_augment"], _BOOL),
+    **dict.fromkeys(["is_encoder_decoder", "tie_word_embeddings"], _BOOL),
+    **dict.fromkeys(["activation_function", "model_type", "transformers_version", "dtype"], _STR),
+    "architectures": list,
+    "begin_suppress_tokens": (list, type(None)),
+    "suppress_tokens": (list, type(None)),
+}
+
+
+def _check_config_types(path: Path, config: dict[str, Any]) -> None:
+    for key, kinds in CONFIG_KINDS.items():
+        if key not in config:
+            continue
+        value = config[key]
+        allowed = kinds if isinstance(kinds, tuple) else (kinds,)
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+            raise ModelError(
+                f"{path}: {key} is {json_repr(value)}, not a {names} (a damaged or edited config)"
+            )
+
+
+def json_repr(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# weight name in a transformers Whisper checkpoint -> the config sizes its shape must equal
+_SHAPES = {
+    "model.encoder.conv1.weight": ("d_model", "num_mel_bins", None),
+    "model.encoder.embed_positions.weight": ("max_source_positions", "d_model"),
+    "model.decoder.embed_positions.weight": ("max_target_positions", "d_model"),
+    "model.decoder.embed_tokens.weight": ("vocab_size", "d_model"),
+    "model.encoder.layers.0.fc1.weight": ("encoder_ffn_dim", "d_model"),
+}
+
+
+def _check_against_weights(model_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse config.json sizes the safetensors weights do not have, before anything is built.
+
+    Reads only the safetensors header (names and shapes). Without this an edited size is
+    built first: `encoder_layers: 10**9` allocates until the machine gives out, and a wrong
+    d_model surfaces as a torch size-mismatch dump. Weights that cannot be read are left to
+    the loader, which names the problem.
+    """
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable ({exc})") from exc
+        from safetensors import safe_open
+
+        handles = [safe_open(str(f), framework="np") for f in files]
+        shapes = {name: tuple(h.get_slice(name).get_shape()) for h in handles for name in h.keys()}
+    except Exception:  # noqa: BLE001 - a truncated or corrupt file: the loader reports it
+        return
+    for name, dims in _SHAPES.items():
+        if name in shapes and len(shapes[name]) == len(dims):
+            for key, actual in zip(dims, shapes[name]):
+                if key is not None and key in config and config[key] != actual:
+                    raise ModelError(
+                        f"{model_dir}: could not load it: config.json says {key} = {config[key]} but the "
+                        f"weights have {actual} ({name}); the config does not belong to these weights"
+                    )
+    for part in ("encoder", "decoder"):
+        layers = config[f"{part}_layers"]
+        found = {int(n.split(".")[3]) for n in shapes if n.startswith(f"model.{part}.layers.")}
+        if found and max(found) + 1 != layers:
+            raise ModelError(
+                f"{model_dir}: could not load it: config.json says {part}_layers = {layers} but the "
+                f"weights hold {max(found) + 1}; the config does not belong to these weights"
+            )
+    d_model = config["d_model"]
+    for heads in (config["encoder_attention_heads"], config["decoder_attention_heads"]):
+        if heads < 1 or d_model % heads:
+            raise ModelError(
+                f"{model_dir}/config.json: {heads} attention heads do not divide d_model {d_model}"
+            )

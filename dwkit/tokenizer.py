@@ -7,10 +7,10 @@ model's tokenizer_config.json, so our transcripts equal transformers' character 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dwkit.errors import ModelError
+from dwkit.manifest import read_json_object
 from dwkit.model_info import TIME_PRECISION, ModelInfo
 
 LANGUAGES = {
@@ -65,7 +65,7 @@ class Tokenizer:
         clean = False
         config = model_dir / "tokenizer_config.json"
         if config.is_file():
-            clean = bool(json.loads(config.read_text()).get("clean_up_tokenization_spaces", False))
+            clean = bool(read_json_object(config).get("clean_up_tokenization_spaces", False))
         return cls(path, info, clean_up_spaces=clean)
 
     def encode(self, text: str) -> list[int]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
-from dwkit.manifest import read_manifest
+from dwkit.manifest import contained_file, read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec, missing_file_problems
@@ -83,7 +83,7 @@ class GgmlBackend(StepBackend):
         manifest = read_manifest(model_dir) or {}
         if manifest.get("format") not in (None, "ggml"):
             raise ModelError(f"{model_dir}: is a {manifest['format']} model, not ggml")
-        path = model_dir / manifest.get("model_file", MODEL_FILE)
+        path = contained_file(model_dir, manifest.get("model_file", MODEL_FILE), "model_file")
         if not path.is_file():
             raise ModelError(f"{path}: missing (convert with: dwconvert MODEL OUT --to ggml)")
         stored = manifest.get("precision")

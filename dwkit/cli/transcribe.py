@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dwkit.cli.common import write_atomic
+from dwkit.cli.common import check_writable, write_atomic
 from dwkit.cli.options import (
     add_flags,
     add_longform_flags,
@@ -17,10 +17,14 @@ from dwkit.cli.options import (
 from dwkit.errors import ConfigError
 from dwkit.writers import render
 
+STDIN = "-"  # the audio argument that means standard input, as in faster-whisper and whisper.cpp
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("transcribe", help="transcribe audio files")
-    parser.add_argument("audio", nargs="+", help="audio files (any format FFmpeg reads)")
+    parser.add_argument(
+        "audio", nargs="+", help=f"audio files (any format FFmpeg reads); {STDIN} reads standard input"
+    )
     add_flags(parser, ["output_format"])
     parser.add_argument("-o", "--output", type=Path, help="output file (one audio) or directory (several)")
     parser.add_argument(
@@ -53,16 +57,22 @@ def run(args: argparse.Namespace) -> int:
         config = Config.from_file(args.config, flags=flags, check=False)
     else:
         config = Config.from_dict({}, flags=flags, check=False)
+    stems = _output_stems(args.audio, into_directory=args.output is not None)
+    if args.output is not None:
+        into_directory = len(args.audio) > 1 or args.output.is_dir()
+        check_writable(args.output if into_directory else args.output.parent)
     for path in args.audio:  # bad audio fails before the model loads; decoding streams later
-        check_audio(path)
+        if path != STDIN:  # standard input can be read once: it is checked as it decodes
+            check_audio(path)
+    sources = [sys.stdin.buffer if path == STDIN else path for path in args.audio]
     if not config.model:
         from dwkit.bundled import bundled_model
 
         config.model = str(bundled_model("tiny.en"))
     transcriber = build(config, parse_backend_options(args.backend_option))  # checks, resolves "auto"
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    transcripts = transcriber.transcribe_batch(args.audio, progress=show_progress)
-    for path, transcript in zip(args.audio, transcripts):
+    transcripts = transcriber.transcribe_batch(sources, progress=show_progress)
+    for path, stem, transcript in zip(args.audio, stems, transcripts):
         transcript.source = path
         text = render(transcript, config.output_format)
         if args.output is None:
@@ -70,8 +80,28 @@ def run(args: argparse.Namespace) -> int:
         elif len(args.audio) == 1 and not args.output.is_dir():
             write_atomic(args.output, text)
         else:
-            write_atomic(args.output / f"{Path(path).stem}.{config.output_format}", text)
+            write_atomic(args.output / f"{stem}.{config.output_format}", text)
     return 0
+
+
+def _output_stems(audio: list[str], into_directory: bool) -> list[str]:
+    """The name each input's transcript gets under `-o DIR`; there two inputs may not share one.
+
+    `a/s0.wav b/s0.wav` would otherwise write one file and lose a transcript, so the clash is
+    refused before any work.
+    """
+    if audio.count(STDIN) > 1:
+        raise ConfigError(f"standard input ({STDIN}) can be given once")
+    stems = ["stdin" if path == STDIN else Path(path).stem for path in audio]
+    owner: dict[str, str] = {}
+    for path, stem in zip(audio, stems):
+        if into_directory and stem in owner:
+            raise ConfigError(
+                f"{owner[stem]} and {path} would both be written as {stem}.* under -o: "
+                "transcribe them in separate runs (or rename one)"
+            )
+        owner[stem] = path
+    return stems
 
 
 def _refuse_stray_numbers(paths: list[str]) -> None:
