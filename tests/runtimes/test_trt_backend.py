@@ -30,7 +30,7 @@ from dwkit.features import log_mel  # noqa: E402
 from dwkit.manifest import read_manifest, write_manifest  # noqa: E402
 from dwkit.model_info import ModelInfo  # noqa: E402
 from dwkit.onnx_graphs import GRAPHS  # noqa: E402
-from dwkit.runtimes import get, load, tensorrt_api  # noqa: E402
+from dwkit.runtimes import load, spec, tensorrt_api  # noqa: E402
 from dwkit.runtimes import trt as trt_runtime  # noqa: E402
 from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
 from dwkit.runtimes.onnx import OnnxBackend  # noqa: E402
@@ -358,7 +358,7 @@ def test_unavailable_reason_names_what_is_missing() -> None:
 
     if importlib.util.find_spec("tensorrt") is None:
         assert reason.startswith("tensorrt not installed (pip install 'dwkit[gpu]' on an NVIDIA machine)")
-    assert get("trt") is TrtBackend
+    assert spec("trt").backend_class is TrtBackend
 
 
 def test_a_dry_run_directory_says_it_has_no_engines(dry_run_dir: Path) -> None:
