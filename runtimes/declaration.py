@@ -115,7 +115,10 @@ class BackendSpec:
         if unknown:
             listed = ", ".join(known) if known else "none"
             raise ConfigError(f"{self.name} backend options {', '.join(unknown)} unknown; it reads: {listed}")
-        return {key: known[key].parse(value, self.name) for key, value in options.items()}
+        return {  # None leaves an option at the backend's default
+            key: None if value is None else known[key].parse(value, self.name)
+            for key, value in options.items()
+        }
 
     def precision_problem(self, precision: str, device: str) -> str | None:
         """Why `precision` cannot be used on `device`, or None."""

@@ -227,7 +227,7 @@ def test_configuration_errors_are_clear(tiny_ggml):
         load(model_dir, config=RuntimeConfig(precision="f16"))
     with pytest.raises(ConfigError, match="choose one of"):
         load(model_dir, config=RuntimeConfig(precision="int8"))
-    with pytest.raises(BackendUnavailable, match="CPU-only"):
+    with pytest.raises(BackendUnavailable, match="runs on the CPU only"):
         load(model_dir, config=RuntimeConfig(device="cuda"))
     with pytest.raises(ConfigError, match="flash_attn"):
         load(model_dir, config=RuntimeConfig(options={"flash": False}))
