@@ -435,7 +435,7 @@ def test_missing_reasons_are_precise_here() -> None:
     reasons = _missing_or_skip()
     import importlib.util
 
-    from dwkit.config import nvidia_gpu_present
+    from dwkit.devices import nvidia_gpu_present
 
     assert (tensorrt_api.NOT_INSTALLED in reasons) == (importlib.util.find_spec("tensorrt") is None)
     assert (tensorrt_api.NO_GPU in reasons) == (not nvidia_gpu_present())
