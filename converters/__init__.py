@@ -16,6 +16,7 @@ import os
 from types import ModuleType
 from typing import Any
 
+from dwkit import devices
 from dwkit.converters.base import ConversionResult, resolve_source
 from dwkit.converters.template import FormatSpec, run
 from dwkit.errors import BackendUnavailable, ConversionError
@@ -42,7 +43,7 @@ def format_module(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
         raise ConversionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
-    missing = [name for name in spec.requires if importlib.util.find_spec(name) is None]
+    missing = [name for name in spec.requires if not devices.module_installed(name)]
     if missing:
         raise BackendUnavailable(f"--to {fmt} needs {', '.join(missing)}: pip install 'dwkit[{spec.extra}]'")
     return importlib.import_module(spec.module)

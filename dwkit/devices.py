@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+
+
+def module_installed(name: str) -> bool:
+    """Whether `name` can be imported here, found without importing it (one already imported,
+    such as a test's stand-in, counts; find_spec would refuse one without a __spec__)."""
+    return name in sys.modules or importlib.util.find_spec(name) is not None
 
 
 def nvidia_gpu_present() -> bool:

@@ -13,13 +13,12 @@ imported only inside `probe` and the backend class's `from_model_dir`.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dwkit import devices
 from dwkit.errors import ConfigError
 
 _TRUE = ("true", "1", "yes", "on")
@@ -105,7 +104,7 @@ class BackendSpec:
     def missing_library(self) -> str | None:
         """Which required module is not installed (found without importing it), with the fix."""
         for module in self.requires:
-            if module not in sys.modules and importlib.util.find_spec(module) is None:
+            if not devices.module_installed(module):
                 return self.install_hint or f"needs {module}: pip install 'dwkit[{self.extra}]'"
         return None
 

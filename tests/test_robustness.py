@@ -477,6 +477,7 @@ from dwkit.cli.dwconvert import entry as dwconvert
 from dwkit.cli.main import entry as transcribe_cli
 from dwkit.errors import OutputError
 import av, dwkit.audio, dwkit.cli.transcribe, dwkit.converters.ggml  # imported while readable
+import gguf, safetensors, torch  # dwconvert --to ggml's libraries, likewise
 from dwkit.cli import dwconvert as _convert_cli, main as _main_cli
 _main_cli.build_parser(), _convert_cli.build_parser()  # argparse's gettext imports, while readable
 model, audio, readonly = sys.argv[1:4]

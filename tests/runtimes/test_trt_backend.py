@@ -367,7 +367,9 @@ def test_a_dry_run_directory_says_it_has_no_engines(dry_run_dir: Path) -> None:
     with pytest.raises(ModelError, match=r"built with --dry-run: no engines; rebuild on a GPU machine"):
         TrtBackend.from_model_dir(dry_run_dir, RuntimeConfig(device="cuda"))
     if tensorrt_api.missing():
-        with pytest.raises(BackendUnavailable, match="backend trt: the trt backend runs on an NVIDIA GPU only"):
+        with pytest.raises(
+            BackendUnavailable, match="backend trt: the trt backend runs on an NVIDIA GPU only"
+        ):
             load(dry_run_dir)
 
 
