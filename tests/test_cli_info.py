@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,7 @@ def test_backends_explains_a_backend_whose_library_is_missing(monkeypatch):
     from dwkit.cli.backends import survey
 
     real_find_spec = importlib.util.find_spec
+    monkeypatch.delitem(sys.modules, "ctranslate2", raising=False)
     monkeypatch.setattr(
         importlib.util,
         "find_spec",

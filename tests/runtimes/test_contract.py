@@ -174,6 +174,7 @@ def test_a_missing_library_is_one_clear_error(opened, monkeypatch, case):
     if reason is None and declared.requires:
         missing = declared.requires[0]
         real = importlib.util.find_spec
+        monkeypatch.delitem(sys.modules, missing, raising=False)
         monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == missing else real(n, *a))
         reason = runtimes.unavailable_reason(declared.name)
         assert reason and f"dwkit[{declared.extra}]" in reason
