@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dwkit import runtimes
 from dwkit.decoding.options import DecodeOptions, Hypothesis
 from dwkit.decoding.speculative import DraftSchedule, DraftStats, speculative_decode
 from dwkit.errors import ConfigError
 from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import Backend, EncoderOutput, StepBackend
+from dwkit.runtimes.base import Backend, EncoderOutput, RuntimeConfig, StepBackend
 from dwkit.schema import option, validate
 
 # The ModelInfo facts both models must agree on for a draft token to mean the same thing.
@@ -36,7 +37,10 @@ class DraftOptions:
         None, flag="--draft-model", help="draft model directory or hub id (none: no draft)"
     )
     backend: str | None = option(
-        None, flag="--draft-backend", help="the draft's backend (none: found from its directory)"
+        None,
+        flag="--draft-backend",
+        choices=lambda: runtimes.names(),  # read when checked: plugins join the registry
+        help="the draft's backend (none: the one its directory's format names)",
     )
     precision: str | None = option(
         None, flag="--draft-precision", help="the draft backend's own precision name (none: its default)"
@@ -110,15 +114,6 @@ class AssistedBackend:
         self.draft.close()
 
 
-def check_decode_options(opts: DecodeOptions) -> None:
-    """Refuse what speculative decoding does not do, before any model loads."""
-    if opts.beam_size > 1:
-        raise ConfigError(
-            f"decode.beam_size = {opts.beam_size} with a draft model: speculative decoding is greedy "
-            "only (its output is the main model's greedy output); set beam_size = 1 or drop the draft"
-        )
-
-
 def _role_problem(role: str, backend: Backend) -> str | None:
     if isinstance(backend, StepBackend):
         return None
@@ -161,3 +156,26 @@ def _vocab(model_dir: Path) -> dict[str, int]:
     if not path.is_file():
         return {}
     return HFTokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+
+
+def with_draft(
+    main: Backend, main_dir: Path, draft_dir: Path, options: DraftOptions, runtime: RuntimeConfig
+) -> AssistedBackend:
+    """Load the draft from `draft_dir` (its backend from `options` or its directory; the main
+    model's device and threads, the draft's own precision) and pair it with `main`."""
+    if options.backend is not None:
+        found = runtimes.backend_of(draft_dir)
+        if found not in runtimes.spec(options.backend).formats:
+            raise ConfigError(
+                f"draft.backend = {options.backend}: {draft_dir} holds a {found} model; set "
+                f"--draft-backend {found} (or leave it out), or convert it with dwconvert --to {options.backend}"
+            )
+    draft_runtime = RuntimeConfig(device=runtime.device, precision=options.precision, threads=runtime.threads)
+    draft = runtimes.load(draft_dir, options.backend, draft_runtime)
+    try:
+        return AssistedBackend(
+            main, draft, DraftSchedule(options.tokens, options.adaptive), (main_dir, draft_dir)
+        )
+    except ConfigError:
+        draft.close()
+        raise

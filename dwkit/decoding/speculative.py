@@ -113,18 +113,30 @@ def speculative_decode(
     stats: DraftStats | None = None,
 ) -> list[Hypothesis]:
     """Greedy hypotheses of `main`, one per prompt, with `draft` proposing; `stats` is added to."""
-    if opts.temperature > 0 or opts.beam_size > 1:
+    problem = beam_problem(opts.beam_size) or (
+        f"temperature {opts.temperature:g}: decode sampled windows with the main model alone"
+        if opts.temperature > 0
+        else None
+    )
+    if problem:
         from dwkit.errors import ConfigError
 
-        raise ConfigError(
-            "speculative decoding is greedy only (temperature 0, beam_size 1): decode sampled or "
-            "beam-search windows with the main model alone"
-        )
+        raise ConfigError(f"speculative decoding: {problem}")
     stats = stats if stats is not None else DraftStats()
     return [
         _decode_row(main, main_enc, draft, draft_enc, row, prompt, opts, schedule, stats)
         for row, prompt in enumerate(prompts)
     ]
+
+
+def beam_problem(beam_size: int) -> str | None:
+    """Why beam search cannot run with a draft (None for greedy)."""
+    if beam_size == 1:
+        return None
+    return (
+        f"decode.beam_size = {beam_size} with a draft model: speculative decoding is greedy only "
+        "(its output is the main model's greedy output); set beam_size = 1 or drop the draft model"
+    )
 
 
 def _decode_row(
