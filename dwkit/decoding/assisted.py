@@ -17,7 +17,7 @@ import numpy as np
 from dwkit import runtimes
 from dwkit.decoding.options import DecodeOptions, Hypothesis
 from dwkit.decoding.speculative import DraftSchedule, DraftStats, speculative_decode
-from dwkit.errors import ConfigError
+from dwkit.errors import ConfigError, ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import Backend, EncoderOutput, RuntimeConfig, StepBackend
 from dwkit.schema import option, validate
@@ -155,7 +155,10 @@ def _vocab(model_dir: Path) -> dict[str, int]:
     path = Path(model_dir) / "tokenizer.json"
     if not path.is_file():
         return {}
-    return HFTokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+    try:
+        return HFTokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+    except Exception as exc:  # tokenizers raises a bare Exception for a malformed file
+        raise ModelError(f"{path}: unreadable tokenizer ({exc})") from exc
 
 
 def with_draft(
