@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dwkit.bench.config import PEERS, BenchConfig, SystemSpec
+from dwkit.bench.config import DRAFT_SUFFIX, PEERS, BenchConfig, SystemSpec
 from dwkit.bench.convert import Conversions
 
 
@@ -20,11 +20,12 @@ class Target:
     mode: str
     model_dir: Path | None
     error: str | None = None
+    draft_dir: Path | None = None  # speculative decoding with this draft model
 
     @property
     def label(self) -> str:
         if self.system == "dwkit":
-            return f"{self.backend} {self.precision}"
+            return f"{self.backend} {self.precision}" + (f" {DRAFT_SUFFIX}" if self.draft_dir else "")
         return f"{self.system} {self.precision}"
 
 
@@ -94,12 +95,19 @@ def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str,
 
 
 def plan_targets(
-    config: BenchConfig, model_dir: Path, conversions: Conversions, peers: list[str]
+    config: BenchConfig,
+    model_dir: Path,
+    conversions: Conversions,
+    peers: list[str],
+    draft_dir: Path | None = None,
 ) -> list[Target]:
     """Every (system, mode) to run, mode by mode, the baseline first in each."""
     targets = []
     for mode in config.modes:
-        targets += [_target("dwkit", spec, mode, model_dir, conversions) for spec in config.backends]
+        for spec in config.backends:
+            target = _target("dwkit", spec, mode, model_dir, conversions)
+            target.draft_dir = draft_dir if spec.draft else None
+            targets.append(target)
         for name in peers:
             if PEERS[name].mode == mode:
                 targets += [

@@ -51,6 +51,10 @@ def _run_job(target: Target, config: BenchConfig, audio_files: list[Path], threa
         "language": config.language,
         "tokens_per_window": config.tokens_per_window,
         "warmup": config.warmup,
+        "draft_model": str(target.draft_dir) if target.draft_dir else None,
+        "draft_precision": target.precision if target.backend == "hf" else "fp32",
+        "draft_tokens": config.draft_tokens,
+        "draft_adaptive": config.draft_adaptive,
     }
 
 
