@@ -23,7 +23,7 @@ import json
 import re
 import shutil
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -76,20 +76,9 @@ PRESETS: dict[str, WhisperDims] = {
         n_audio_ctx=1500,
         n_text_ctx=448,
     ),
-    "large-v3": WhisperDims(
-        n_mels=128,
-        vocab_size=51866,
-        d_model=1280,
-        encoder_layers=32,
-        decoder_layers=32,
-        encoder_heads=20,
-        decoder_heads=20,
-        encoder_ffn_dim=5120,
-        decoder_ffn_dim=5120,
-        n_audio_ctx=1500,
-        n_text_ctx=448,
-    ),
 }
+# large-v3 is distil-large-v3.5's teacher: the same encoder and decoder width, 32 decoder layers.
+PRESETS["large-v3"] = replace(PRESETS["distil-large-v3.5"], decoder_layers=32)
 LARGE_V3_VOCAB = 51866
 NEW_LANGUAGE = "<|yue|>"
 
