@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dwkit import runtimes
+from dwkit.decoding.native_draft import can_propose
 from dwkit.decoding.options import DecodeOptions, Hypothesis
 from dwkit.decoding.speculative import DraftSchedule, DraftStats, speculative_decode
 from dwkit.errors import ConfigError, ModelError
@@ -76,7 +78,7 @@ class AssistedBackend:
         if mismatch:
             raise ConfigError(f"draft model {pair_dirs[1]} cannot draft for {pair_dirs[0]}: {mismatch}")
         self.main: StepBackend = main  # type: ignore[assignment]
-        self.draft: StepBackend = draft  # type: ignore[assignment]
+        self.draft: Any = draft  # a StepBackend, or a CTranslate2 one proposing through generate
         self.schedule = schedule
         self.stats = DraftStats()
         self.name = main.name
@@ -84,7 +86,8 @@ class AssistedBackend:
         digest = self.main.encoder_digest()
         # Identical encoder weights (distil students keep the teacher's), on the same runtime,
         # dtype and device: the draft reads the main model's encoder states, never its own.
-        self.shares_encoder = digest is not None and digest == self.draft.encoder_digest()
+        draft_digest = getattr(self.draft, "encoder_digest", lambda: None)()  # ct2 has none
+        self.shares_encoder = digest is not None and digest == draft_digest
 
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         main = self.main.encode(mel)
@@ -117,17 +120,19 @@ class AssistedBackend:
 def _role_problem(role: str, backend: Backend) -> str | None:
     if isinstance(backend, StepBackend):
         return None
+    if role == "draft" and can_propose(backend):
+        return None
     if role == "main":
         return (
             f"the {backend.name} backend cannot be the main model of speculative decoding: verifying "
             "draft tokens needs the main model's logits at given positions, one decoder step over "
             "several tokens, and CTranslate2's Whisper exposes only generate/detect_language/align "
-            "(no step, no logits for tokens it is given); run the main model on hf, onnx, ggml or trt"
+            "(no step, no logits for tokens it is given); run the main model on hf, onnx, ggml or trt "
+            "(ct2 can be the draft)"
         )
     return (
-        f"the {backend.name} backend cannot be the draft model: proposing step by step needs a "
-        "decoder step with a cache, which CTranslate2's Whisper does not expose (its generate "
-        "re-reads the whole prefix per call); run the draft on hf, onnx, ggml or trt"
+        f"the {backend.name} backend cannot be the draft model: it has neither a decoder step nor "
+        "a CTranslate2-style generate to propose tokens with; run the draft on hf, ct2, onnx, ggml or trt"
     )
 
 

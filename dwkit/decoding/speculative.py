@@ -105,7 +105,7 @@ class _Track:
 def speculative_decode(
     main: StepBackend,
     main_enc: EncoderOutput,
-    draft: StepBackend,
+    draft: Any,
     draft_enc: EncoderOutput,
     prompts: list[list[int]],
     opts: DecodeOptions,
@@ -142,7 +142,7 @@ def beam_problem(beam_size: int) -> str | None:
 def _decode_row(
     main: StepBackend,
     main_enc: EncoderOutput,
-    draft: StepBackend,
+    draft: Any,
     draft_enc: EncoderOutput,
     row: int,
     prompt: list[int],
@@ -152,9 +152,8 @@ def _decode_row(
 ) -> Hypothesis:
     info = main.info
     rules = LogitRules(info, opts, len(prompt))
-    draft_rules = LogitRules(draft.info, opts, len(prompt))
     target = _Track(main, main_enc, row)
-    helper = _Track(draft, draft_enc, row)
+    helper = proposer(draft, draft_enc, row, len(prompt), opts)
     prompt_logits = target.feed(prompt)
     no_speech = no_speech_probs(prompt_logits[None], sot_index(np.array(prompt), info.sot), info)[0]
     tokens = list(prompt)
@@ -179,9 +178,9 @@ def _decode_row(
             break
         k = schedule.next(k, len(proposal), accepted)
         target.keep(len(tokens) - 1)  # the main cache holds every kept token but the newest
-        helper.keep(min(len(helper.seen), len(tokens) - 1))
+        helper.keep(len(tokens) - 1)
         room = limit - len(tokens) - 1  # the main model adds one token of its own per step
-        proposal = _propose(helper, draft_rules, tokens, min(k, room), info.eot)
+        proposal = helper.propose(tokens, min(k, room)) if room > 0 else []
         pending = target.feed([tokens[-1], *proposal])  # verify: all positions in one step
         stats.main_steps += 1
     generated = tokens[len(prompt) :]
@@ -199,16 +198,39 @@ def _decode_row(
     )
 
 
-def _propose(helper: _Track, rules: LogitRules, tokens: list[int], count: int, eot: int) -> list[int]:
-    """Up to `count` greedy draft tokens after `tokens`, under the same rules (so it rarely
-    proposes what the main model cannot choose); stops at end-of-text."""
-    proposal: list[int] = []
-    for _ in range(count):
-        seq = tokens + proposal
-        logits = helper.feed(seq[len(helper.seen) :])[-1:]
-        scores = np.array(logits, dtype=np.float32)
-        rules.apply(np.array([seq]), scores)
-        proposal.append(int(scores[0].argmax()))
-        if proposal[-1] == eot:
-            break
-    return proposal
+class _StepProposer:
+    """A step-by-step draft: greedy under the same rules (so it rarely proposes what the main
+    model cannot choose), its cache cut back to the kept tokens after each verification."""
+
+    def __init__(
+        self, draft: StepBackend, enc: EncoderOutput, row: int, prompt_len: int, opts: DecodeOptions
+    ):
+        self.track = _Track(draft, enc, row)
+        self.rules = LogitRules(draft.info, opts, prompt_len)
+        self.eot = draft.info.eot
+
+    def propose(self, tokens: list[int], count: int) -> list[int]:
+        proposal: list[int] = []
+        for _ in range(count):
+            seq = tokens + proposal
+            scores = np.array(self.track.feed(seq[len(self.track.seen) :])[-1:], dtype=np.float32)
+            self.rules.apply(np.array([seq]), scores)
+            proposal.append(int(scores[0].argmax()))
+            if proposal[-1] == self.eot:
+                break
+        return proposal
+
+    def keep(self, length: int) -> None:
+        """The cache holds at most `length` kept tokens (it never saw a proposal's last token)."""
+        self.track.keep(min(len(self.track.seen), length))
+
+
+def proposer(draft: Any, enc: EncoderOutput, row: int, prompt_len: int, opts: DecodeOptions) -> Any:
+    """The draft's proposer for one row: step by step, or through a native generate."""
+    from dwkit.runtimes.base import StepBackend
+
+    if isinstance(draft, StepBackend):
+        return _StepProposer(draft, enc, row, prompt_len, opts)
+    from dwkit.decoding.native_draft import GenerateProposer
+
+    return GenerateProposer(draft, enc, row, prompt_len, opts)
