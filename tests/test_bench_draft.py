@@ -49,3 +49,15 @@ def test_a_draft_row_reports_acceptance_and_the_same_text(random_tiny80_dir, spe
     add_ratios(rows)
     assert rows[1]["draft"]["same_text_as_without"] is True
     assert rows[1]["draft"]["speedup_vs_without"] > 0
+
+
+def test_a_converted_copy_as_the_draft_is_converted_once(random_tiny80_dir):
+    from dwkit.bench.config import SystemSpec
+    from dwkit.bench.plan import wanted_conversions
+
+    specs = parse_backends("hf:fp32+draft")
+    config = BenchConfig(model=str(random_tiny80_dir), backends=specs, draft="ct2:int8", peers=False)
+    assert config.draft_spec == SystemSpec("ct2", "int8")
+    assert wanted_conversions(config, []) == [("ct2", "int8")]
+    plain = BenchConfig(model=str(random_tiny80_dir), draft="ct2:int8", peers=False)
+    assert wanted_conversions(plain, []) == []  # no +draft spec: the draft is never needed

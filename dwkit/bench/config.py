@@ -126,9 +126,10 @@ class BenchConfig:
     retry_starved: bool = True  # not interleaved: run a row again when a busy machine starved it
     cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
     timeout_s: float = 3600.0  # per worker job
-    # The draft model of `+draft` specs: a directory, or "student" (decoder layers first and
-    # last of the model, distil-whisper's initialisation); it runs on hf at the spec's
-    # precision (fp32 beside a non-hf main model), sharing the encoder where the weights agree.
+    # The draft model of `+draft` specs: "student" (decoder layers first and last of the model,
+    # distil-whisper's initialisation; on hf at an hf spec's precision), a backend spec such as
+    # "ct2:int8" (the model converted, a quantised copy), or a directory (its own backend and
+    # precision); the encoder states are shared where the weights agree.
     draft: str | None = None
     draft_tokens: int = 5
     draft_adaptive: bool = False
@@ -162,6 +163,14 @@ class BenchConfig:
         for path in self.audio:
             if not Path(path).is_file():
                 raise ConfigError(f"{path}: no such audio file")
+
+    @property
+    def draft_spec(self) -> SystemSpec | None:
+        """The draft as a converted copy of the model (`draft = "ct2:int8"`), or None."""
+        if not self.draft or self.draft == STUDENT or ":" not in self.draft or Path(self.draft).exists():
+            return None
+        (spec,) = parse_backends(self.draft)[1:] or [SystemSpec(*BASELINE)]
+        return spec
 
     @property
     def stem(self) -> str:

@@ -90,6 +90,8 @@ def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
 def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
     """Every (format, precision) the run needs, each once, onnx fp32 first (its export is reused)."""
     specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
+    if config.draft_spec is not None and any(s.draft for s in config.backends):
+        specs.append(config.draft_spec)
     wanted = [c for c in (conversion_for(s) for s in specs) if c is not None]
     return sorted(set(wanted), key=lambda c: (c[0], c[1] != "fp32", c[1]))
 

@@ -37,11 +37,23 @@ def resolve_model(config: BenchConfig, cache: Path, step: Callable[..., dict[str
     return resolve_source(model)
 
 
-def resolve_draft(config: BenchConfig, model_dir: Path) -> Path | None:
-    """The draft model of `+draft` specs: a directory, or a student of the model built beside
-    it once (its decoder's first and last layers; safetensors only, no torch in the parent)."""
+def resolve_draft(
+    config: BenchConfig, model_dir: Path, converted: dict[tuple[str, str], Path]
+) -> Path | None:
+    """The draft model of `+draft` specs: a directory, a converted copy of the model, or a
+    student of the model built beside it once (its decoder's first and last layers;
+    safetensors only, no torch in the parent)."""
     if not any(s.draft for s in config.backends):
         return None
+    if config.draft_spec is not None:
+        from dwkit.bench.plan import conversion_for
+
+        key = conversion_for(config.draft_spec)
+        if key is None:
+            return model_dir
+        if key not in converted:
+            raise ConfigError(f"draft {config.draft}: its conversion failed (see the conversions record)")
+        return converted[key]
     if config.draft != STUDENT:
         from dwkit.converters.base import resolve_source
 

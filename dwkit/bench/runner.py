@@ -64,7 +64,9 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
         audio_files, reference = prepare_audio(config, cache)
         conversions = convert_all(wanted_conversions(config, peers), model_dir, cache, step)
         floor = step("matmul floor", {"kind": "floor", "threads": threads}) if config.floor else None
-        targets = plan_targets(config, model_dir, conversions, peers, resolve_draft(config, model_dir))
+        targets = plan_targets(
+            config, model_dir, conversions, peers, resolve_draft(config, model_dir, conversions.dirs)
+        )
         interleave = config.interleave and config.repeat > 1 and launch is launch_worker
         rows = _run_rows(targets, config, audio_files, threads, step, bar, interleave)
         if config.floor:  # again at the end: the best of two is closer to what the cores can do

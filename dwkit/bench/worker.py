@@ -210,7 +210,6 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
 
         draft = DraftOptions(
             model=job["draft_model"],
-            backend="hf",
             precision=job.get("draft_precision"),
             tokens=int(job.get("draft_tokens", 5)),
             adaptive=bool(job.get("draft_adaptive")),
