@@ -98,7 +98,10 @@ def main() -> None:
         "context_tokens": args.context,
         "load_average_before": load_average,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "main_step_s": {"1 token": round(main_costs["one"], 4), f"{k + 1} tokens": round(main_costs["k_plus_1"], 4)},
+        "main_step_s": {
+            "1 token": round(main_costs["one"], 4),
+            f"{k + 1} tokens": round(main_costs["k_plus_1"], 4),
+        },
         "draft_step_s": {"1 token": round(draft_costs["one"], 4)},
         "verify_cost_vs_one_step": round(main_costs["k_plus_1"] / main_costs["one"], 3),
         "draft_step_vs_main_step": round(draft_costs["one"] / main_costs["one"], 3),
