@@ -33,8 +33,11 @@ def build(config: Config, backend_options: Mapping[str, object] | None = None) -
     model_dir = config.resolve_model()
     config.check(model_dir)
     runtime = replace(config.to_runtime_config(), options=dict(backend_options or {}))
+    draft = config.to_draft_options()
+    if draft is not None:
+        draft = replace(draft, model=str(config.resolve_model("draft.model")))
     return Transcriber.from_model_dir(
-        model_dir, config.resolved_backend, runtime, config.to_longform_options()
+        model_dir, config.resolved_backend, runtime, config.to_longform_options(), draft
     )
 
 

@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from dwkit import runtimes
+from dwkit.decoding.assisted import DraftOptions
 from dwkit.decoding.options import DecodeOptions
+from dwkit.decoding.speculative import beam_problem
 from dwkit.errors import ConfigError, ModelError
 from dwkit.longform.options import LongformOptions
 from dwkit.runtimes.base import RuntimeConfig
@@ -65,6 +67,7 @@ ENV_PREFIX = "DWKIT_"
 # The config tables, derived from the options classes that declare their keys.
 DecodeSection = table_class(DecodeOptions, "decode")
 LongformSection = table_class(LongformOptions, "longform")
+DraftSection = table_class(DraftOptions, "draft")
 
 
 @dataclass
@@ -104,6 +107,7 @@ class ServeSection:
 TABLES: dict[str, type] = {
     "decode": DecodeSection,
     "longform": LongformSection,
+    "draft": DraftSection,
     "batch": BatchSection,
     "serve": ServeSection,
 }
@@ -143,6 +147,7 @@ class Config:
     output_format: str = option("txt", top=True, choices=OUTPUT_FORMATS, short="-f", help="transcript format")
     decode: DecodeSection = field(default_factory=DecodeSection)  # type: ignore[valid-type]
     longform: LongformSection = field(default_factory=LongformSection)  # type: ignore[valid-type]
+    draft: DraftSection = field(default_factory=DraftSection)  # type: ignore[valid-type]
     batch: BatchSection = field(default_factory=BatchSection)
     serve: ServeSection = field(default_factory=ServeSection)
     # Not keys: where the values came from, and what `check` resolved.
@@ -213,6 +218,12 @@ class Config:
     def to_decode_options(self) -> DecodeOptions:
         return make(DecodeOptions, dataclasses.asdict(self.decode))
 
+    def to_draft_options(self) -> DraftOptions | None:
+        """The draft model's settings, or None when no draft model is set."""
+        if not self.draft.model:
+            return None
+        return make(DraftOptions, dataclasses.asdict(self.draft))
+
     def to_longform_options(self) -> LongformOptions:
         values = {f.name: getattr(self, f.name) for f in key_fields(LongformOptions, top=True)}
         values.update(dataclasses.asdict(self.longform))
@@ -235,31 +246,37 @@ class Config:
 
     # -- the model and the backend ----------------------------------------------------------
 
-    def local_model_dir(self) -> Path | None:
-        """The model as an existing local directory (a relative path from the config file's
-        folder first, then the working directory), or None (a hub id, or not there)."""
-        if not self.model:
+    def local_model_dir(self, key: str = "model") -> Path | None:
+        """The model (`key`: "model" or "draft.model") as an existing local directory (a
+        relative path from the config file's folder first, then the working directory), or
+        None (a hub id, or not there)."""
+        value = self._model_value(key)
+        if not value:
             return None
-        path = Path(self.model).expanduser()
-        if not path.is_absolute() and self.source is not None and self.origin("model") == str(self.source):
+        path = Path(value).expanduser()
+        if not path.is_absolute() and self.source is not None and self.origin(key) == str(self.source):
             beside = self.source.parent / path
             if beside.is_dir():
                 return beside
         return path if path.is_dir() else None
 
-    def resolve_model(self) -> Path:
+    def resolve_model(self, key: str = "model") -> Path:
         """The model directory: local, or a hub id from the local Hugging Face cache / the hub."""
-        if not self.model:
-            raise ConfigError(f"{self._where()}: model: not set (a model directory or a hub id org/name)")
-        local = self.local_model_dir()
+        value = self._model_value(key)
+        if not value:
+            raise ConfigError(f"{self._where()}: {key}: not set (a model directory or a hub id org/name)")
+        local = self.local_model_dir(key)
         if local is not None:
             return local
         from dwkit.converters.base import resolve_source
 
         try:
-            return resolve_source(self.model)
+            return resolve_source(value)
         except ModelError as exc:
-            raise ModelError(f"{self.origin('model')}: model: {exc}") from exc
+            raise ModelError(f"{self.origin(key)}: {key}: {exc}") from exc
+
+    def _model_value(self, key: str) -> str | None:
+        return self.draft.model if key == "draft.model" else self.model
 
     def check(self, model_dir: str | os.PathLike[str] | None = None) -> None:
         """Refuse impossible combinations and resolve `backend = "auto"`.
@@ -313,6 +330,9 @@ class Config:
                 f"{self.origin(key)}: {key}: the stride ({stride:g} s each side) must be less than "
                 f"half of longform.chunk_length_s ({lf.chunk_length_s:g} s)"
             )
+        problem = beam_problem(self.decode.beam_size) if self.draft.model else None
+        if problem:
+            raise ConfigError(f"{self.origin('decode.beam_size')}: {problem}")
         if self.backend != "auto":
             kind = "cuda" if self.device.startswith("cuda") else "cpu"
             if kind not in runtimes.spec(self.backend).devices:

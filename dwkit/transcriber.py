@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dwkit.audio import AudioInput, load_audio
 from dwkit.constants import SAMPLE_RATE
+from dwkit.decoding.assisted import DraftOptions
+from dwkit.decoding.speculative import DraftStats, beam_problem
 from dwkit.errors import ConfigError
 from dwkit.features import recording_mel
 from dwkit.longform.chunked import transcribe_chunked
@@ -40,9 +42,31 @@ class Transcriber:
         backend: str | None = None,
         runtime: RuntimeConfig | None = None,
         options: LongformOptions | None = None,
+        draft: DraftOptions | None = None,
     ) -> Transcriber:
+        """`draft`: a draft model for speculative decoding of greedy windows (its `model` is a
+        directory here; `dwkit.load` resolves hub ids). The transcript stays the main model's."""
+        options = options or LongformOptions()
+        problem = beam_problem(options.decode.beam_size) if draft is not None and draft.model else None
+        if problem:
+            raise ConfigError(problem)
         loaded = load_backend(model_dir, backend, runtime)
+        if draft is not None and draft.model:
+            from dwkit.decoding.assisted import with_draft
+
+            try:
+                loaded = with_draft(
+                    loaded, Path(model_dir), Path(draft.model), draft, runtime or RuntimeConfig()
+                )
+            except BaseException:
+                loaded.close()
+                raise
         return cls(loaded, Tokenizer.from_model_dir(Path(model_dir), loaded.info), options)
+
+    @property
+    def draft_stats(self) -> DraftStats | None:
+        """The draft's acceptance so far (None without a draft model)."""
+        return getattr(self.backend, "stats", None)
 
     def transcribe(self, audio: AudioInput, progress: bool = False) -> Transcript:
         return self.transcribe_batch([audio], progress=progress)[0]

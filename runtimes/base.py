@@ -113,6 +113,18 @@ class StepBackend:
         """Select/reorder cache rows (beam search); subclasses with batched caches override."""
         raise NotImplementedError(f"{self.name} backend does not support beam search")
 
+    def truncate(self, cache: Any, length: int) -> Any | None:
+        """Optional: `cache` cut back to its first `length` positions (speculative decoding
+        rolls back rejected draft tokens). None: not supported here; the speculative decoder
+        then rebuilds the cache from the kept tokens (correct, slower)."""
+        return None
+
+    def encoder_digest(self) -> str | None:
+        """Optional: a digest of the encoder's weights, dtype and device; two backends with
+        equal digests produce interchangeable EncoderOutputs (a draft then reuses the main
+        model's). None: unknown, so a draft runs its own encoder."""
+        return None
+
     def close(self) -> None:
         """Nothing to free by default: torch and onnxruntime objects go with the backend."""
 

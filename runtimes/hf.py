@@ -7,6 +7,7 @@ this reproduces transformers' own `generate` and pipeline outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ class HFBackend(StepBackend):
         self.info = info
         self.device = device
         self.dtype = dtype
+        self._encoder_digest: str | None = None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> HFBackend:
@@ -122,6 +124,21 @@ class HFBackend(StepBackend):
         cache.past.reorder_cache(rows)
         cache.encoder_states = cache.encoder_states.index_select(0, rows)
         return cache
+
+    def truncate(self, cache: _Cache, length: int) -> _Cache:
+        cache.past.crop(length)  # transformers' own rollback (its assisted generation uses it)
+        return cache
+
+    def encoder_digest(self) -> str:
+        import torch
+
+        if self._encoder_digest is None:
+            digest = hashlib.sha256(f"{self.device}:{self.dtype}".encode())
+            for name, tensor in sorted(self.model.model.encoder.state_dict().items()):
+                digest.update(f"{name}{tuple(tensor.shape)}".encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().data)
+            self._encoder_digest = digest.hexdigest()
+        return self._encoder_digest
 
 
 # --- declaration ---------------------------------------------------------------------------

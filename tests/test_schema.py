@@ -120,7 +120,9 @@ def test_temperature_as_a_comma_list_or_repeated(argv):
 def test_every_config_key_has_exactly_one_flag():
     # the engine's keys; [serve] and [batch] belong to their own commands (dwkit serve / batch)
     keys = {f.name for f in key_fields(Config) if f.name not in TABLES}
-    keys |= {f"{table}.{f.name}" for table in ("decode", "longform") for f in key_fields(TABLES[table])}
+    keys |= {
+        f"{table}.{f.name}" for table in ("decode", "longform", "draft") for f in key_fields(TABLES[table])
+    }
     assert set(schema_flags()) == keys
     spellings = [flag.spelling for flag in schema_flags().values()]
     assert len(spellings) == len(set(spellings))

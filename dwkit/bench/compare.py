@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dwkit.bench.config import DRAFT_SUFFIX
+
 BASELINE_LABEL = "hf fp32"
 
 
@@ -23,6 +25,20 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
             "peak_rss": _ratio(row.get("peak_rss_mb"), base.get("peak_rss_mb")),
             "size": _ratio(row.get("size_mb"), base.get("size_mb")),
         }
+    _add_draft_ratios(rows)
+
+
+def _add_draft_ratios(rows: list[dict[str, Any]]) -> None:
+    """A `+draft` row against the same backend without the draft, same mode: its speedup, and
+    whether the transcripts are the same (speculative decoding's defining property)."""
+    plain = {(r["mode"], r["label"]): r for r in rows if "draft" not in r and "error" not in r}
+    for row in rows:
+        if "draft" not in row or "error" in row:
+            continue
+        without = plain.get((row["mode"], row["label"].removesuffix(" " + DRAFT_SUFFIX)))
+        if without is not None:
+            row["draft"]["speedup_vs_without"] = _ratio(row.get("rtfx"), without.get("rtfx"))
+            row["draft"]["same_text_as_without"] = row.get("texts") == without.get("texts")
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -20,6 +20,8 @@ BASELINE = ("hf", "fp32")
 # Synthetic models never emit end-of-text sensibly: decode this many tokens per window instead.
 DEFAULT_SYNTHETIC_TOKENS = 16
 DEFAULT_AUDIO_SECONDS = 60.0
+DRAFT_SUFFIX = "+draft"
+STUDENT = "student"  # `draft = "student"`: a distil-style student of the model (dwkit.synthetic)
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,25 @@ class SystemSpec:
 
     backend: str
     precision: str
+    draft: bool = False  # `hf:fp32+draft`: speculative decoding with the run's draft model
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.precision}"
+        return f"{self.backend} {self.precision}" + (f" {DRAFT_SUFFIX}" if self.draft else "")
+
+    @property
+    def text(self) -> str:
+        return f"{self.backend}:{self.precision}" + (DRAFT_SUFFIX if self.draft else "")
 
     @property
     def is_baseline(self) -> bool:
-        return (self.backend, self.precision) == BASELINE
+        return (self.backend, self.precision) == BASELINE and not self.draft
 
 
 def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
     """`hf,ct2:int8,onnx:fp32,ggml:q8_0` -> specs, the transformers fp32 baseline first.
+
+    A spec ending in `+draft` (`hf:fp32+draft`) decodes with the run's draft model.
 
     Names and precisions are checked against the backend registry and each backend's own
     precision names, so a typo fails before anything is converted or run.
@@ -71,7 +80,8 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
     for item in (s.strip() for s in items):
         if not item:
             continue
-        name, _, precision = item.partition(":")
+        drafted = item.endswith(DRAFT_SUFFIX)
+        name, _, precision = item.removesuffix(DRAFT_SUFFIX).partition(":")
         if name not in names():
             raise ConfigError(
                 f"backend spec {item!r}: unknown backend {name!r}; choose one of {', '.join(names())}"
@@ -85,7 +95,7 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
             raise ConfigError(
                 f"backend spec {item!r}: unknown {name} precision {precision!r}; choose one of {', '.join(valid)}"
             )
-        spec = SystemSpec(name, precision)
+        spec = SystemSpec(name, precision, drafted)
         if spec not in parsed:
             parsed.append(spec)
     baseline = SystemSpec(*BASELINE)
@@ -116,6 +126,13 @@ class BenchConfig:
     retry_starved: bool = True  # not interleaved: run a row again when a busy machine starved it
     cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
     timeout_s: float = 3600.0  # per worker job
+    # The draft model of `+draft` specs: "student" (decoder layers first and last of the model,
+    # distil-whisper's initialisation; on hf at an hf spec's precision), a backend spec such as
+    # "ct2:int8" (the model converted, a quantised copy), or a directory (its own backend and
+    # precision); the encoder states are shared where the weights agree.
+    draft: str | None = None
+    draft_tokens: int = 5
+    draft_adaptive: bool = False
     goal: Goal | None = None  # what this benchmark should show (benchmarks/goals/*.toml)
     command: str | None = None  # how the run was started, for the record
 
@@ -135,6 +152,10 @@ class BenchConfig:
             raise ConfigError("--synthetic-audio must be a positive number of seconds")
         if self.audio and self.synthetic_audio is not None:
             raise ConfigError("give --audio or --synthetic-audio, not both")
+        if any(s.draft for s in self.backends) and not self.draft:
+            raise ConfigError('a +draft backend spec needs a draft model: draft = "student" or a directory')
+        if self.draft_tokens < 1:
+            raise ConfigError("draft_tokens must be at least 1")
         if self.synthetic_model and self.tokens_per_window is None:
             self.tokens_per_window = DEFAULT_SYNTHETIC_TOKENS
         if not self.audio and self.synthetic_audio is None:
@@ -142,6 +163,14 @@ class BenchConfig:
         for path in self.audio:
             if not Path(path).is_file():
                 raise ConfigError(f"{path}: no such audio file")
+
+    @property
+    def draft_spec(self) -> SystemSpec | None:
+        """The draft as a converted copy of the model (`draft = "ct2:int8"`), or None."""
+        if not self.draft or self.draft == STUDENT or ":" not in self.draft or Path(self.draft).exists():
+            return None
+        (spec,) = parse_backends(self.draft)[1:] or [SystemSpec(*BASELINE)]
+        return spec
 
     @property
     def stem(self) -> str:
@@ -155,7 +184,7 @@ class BenchConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "backends":
-                value = [f"{s.backend}:{s.precision}" for s in value]
+                value = [s.text for s in value]
             elif isinstance(value, Goal):
                 value = asdict(value)
             elif isinstance(value, Path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dwkit.bench.config import PEERS, BenchConfig, SystemSpec
+from dwkit.bench.config import DRAFT_SUFFIX, PEERS, BenchConfig, SystemSpec
 from dwkit.bench.convert import Conversions
 
 
@@ -20,11 +20,12 @@ class Target:
     mode: str
     model_dir: Path | None
     error: str | None = None
+    draft_dir: Path | None = None  # speculative decoding with this draft model
 
     @property
     def label(self) -> str:
         if self.system == "dwkit":
-            return f"{self.backend} {self.precision}"
+            return f"{self.backend} {self.precision}" + (f" {DRAFT_SUFFIX}" if self.draft_dir else "")
         return f"{self.system} {self.precision}"
 
 
@@ -89,17 +90,26 @@ def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
 def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
     """Every (format, precision) the run needs, each once, onnx fp32 first (its export is reused)."""
     specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
+    if config.draft_spec is not None and any(s.draft for s in config.backends):
+        specs.append(config.draft_spec)
     wanted = [c for c in (conversion_for(s) for s in specs) if c is not None]
     return sorted(set(wanted), key=lambda c: (c[0], c[1] != "fp32", c[1]))
 
 
 def plan_targets(
-    config: BenchConfig, model_dir: Path, conversions: Conversions, peers: list[str]
+    config: BenchConfig,
+    model_dir: Path,
+    conversions: Conversions,
+    peers: list[str],
+    draft_dir: Path | None = None,
 ) -> list[Target]:
     """Every (system, mode) to run, mode by mode, the baseline first in each."""
     targets = []
     for mode in config.modes:
-        targets += [_target("dwkit", spec, mode, model_dir, conversions) for spec in config.backends]
+        for spec in config.backends:
+            target = _target("dwkit", spec, mode, model_dir, conversions)
+            target.draft_dir = draft_dir if spec.draft else None
+            targets.append(target)
         for name in peers:
             if PEERS[name].mode == mode:
                 targets += [

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dwkit.bench.config import BenchConfig
+from dwkit.bench.config import STUDENT, BenchConfig
 from dwkit.bench.measure import WORKER_ENV
 from dwkit.bench.plan import Target
 
@@ -51,6 +51,11 @@ def _run_job(target: Target, config: BenchConfig, audio_files: list[Path], threa
         "language": config.language,
         "tokens_per_window": config.tokens_per_window,
         "warmup": config.warmup,
+        "draft_model": str(target.draft_dir) if target.draft_dir else None,
+        # a student is an hf checkpoint: it runs at an hf spec's precision; a given directory at its own
+        "draft_precision": target.precision if config.draft == STUDENT and target.backend == "hf" else None,
+        "draft_tokens": config.draft_tokens,
+        "draft_adaptive": config.draft_adaptive,
     }
 
 

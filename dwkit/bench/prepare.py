@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dwkit.bench.config import BenchConfig
+from dwkit.bench.config import STUDENT, BenchConfig
 from dwkit.errors import ConfigError
 
 SECONDS_PER_SENTENCE = 4.4  # the built-in espeak-ng sentences average ~4.4 s with their pauses
@@ -35,6 +35,35 @@ def resolve_model(config: BenchConfig, cache: Path, step: Callable[..., dict[str
     if model in BUNDLED and not Path(model).is_dir():
         return bundled_model(model, cache)
     return resolve_source(model)
+
+
+def resolve_draft(
+    config: BenchConfig, model_dir: Path, converted: dict[tuple[str, str], Path]
+) -> Path | None:
+    """The draft model of `+draft` specs: a directory, a converted copy of the model, or a
+    student of the model built beside it once (its decoder's first and last layers;
+    safetensors only, no torch in the parent)."""
+    if not any(s.draft for s in config.backends):
+        return None
+    if config.draft_spec is not None:
+        from dwkit.bench.plan import conversion_for
+
+        key = conversion_for(config.draft_spec)
+        if key is None:
+            return model_dir
+        if key not in converted:
+            raise ConfigError(f"draft {config.draft}: its conversion failed (see the conversions record)")
+        return converted[key]
+    if config.draft != STUDENT:
+        from dwkit.converters.base import resolve_source
+
+        return resolve_source(str(config.draft))
+    from dwkit.synthetic import make_student
+
+    student = model_dir.parent / f"{model_dir.name}-student"
+    if (student / "model.safetensors").is_file():
+        return student
+    return make_student(model_dir, student)
 
 
 def prepare_audio(config: BenchConfig, cache: Path) -> tuple[list[Path], str | None]:

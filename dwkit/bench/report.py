@@ -109,6 +109,24 @@ def table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def draft_lines(result: dict[str, Any]) -> list[str]:
+    """Speculative decoding rows: acceptance, and speed against the same backend without the draft."""
+    lines = []
+    for row in result["results"]:
+        draft = row.get("draft")
+        if not draft:
+            continue
+        speedup = draft.get("speedup_vs_without")
+        same = {True: "identical", False: "DIFFERENT", None: "-"}[draft.get("same_text_as_without")]
+        lines.append(
+            f"- {_system_name(row)} ({row['mode']}): draft acceptance {draft['acceptance_rate']:.1%} "
+            f"({draft['accepted']}/{draft['proposed']} proposed tokens), {draft['tokens_per_main_step']:.2f} "
+            f"tokens per main-model step; {f'{speedup:.2f}x' if speedup is not None else '-'} the RTFx "
+            f"without the draft; transcripts {same} to it"
+        )
+    return ["Speculative decoding:", *lines] if lines else []
+
+
 def floor_lines(result: dict[str, Any]) -> list[str]:
     floor = result.get("floor")
     if not floor:
@@ -170,6 +188,8 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
 
 def markdown(result: dict[str, Any]) -> str:
     parts = header(result) + [""] + table(result) + [""]
+    drafted = draft_lines(result)
+    parts += drafted + [""] if drafted else []
     parts += floor_lines(result)
     goal = goal_lines(result)
     parts += [""] + goal if goal else []

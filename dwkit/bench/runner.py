@@ -24,7 +24,7 @@ from dwkit.bench.goal import goal_status
 from dwkit.bench.measure import EncoderShape, default_threads, machine_info
 from dwkit.bench.plan import Target, available_peers, job_count, plan_targets, wanted_conversions
 from dwkit.bench.pool import Launcher, launch_worker, run_interleaved, run_target
-from dwkit.bench.prepare import prepare_audio, resolve_model
+from dwkit.bench.prepare import prepare_audio, resolve_draft, resolve_model
 from dwkit.bench.records import DEFINITIONS, audio_record, floor_record, model_record, worker_env_record
 from dwkit.bench.retry import best_floor, better, starved, wait_for_quiet
 
@@ -64,7 +64,9 @@ def run_bench(config: BenchConfig, progress: bool = True, launch: Launcher | Non
         audio_files, reference = prepare_audio(config, cache)
         conversions = convert_all(wanted_conversions(config, peers), model_dir, cache, step)
         floor = step("matmul floor", {"kind": "floor", "threads": threads}) if config.floor else None
-        targets = plan_targets(config, model_dir, conversions, peers)
+        targets = plan_targets(
+            config, model_dir, conversions, peers, resolve_draft(config, model_dir, conversions.dirs)
+        )
         interleave = config.interleave and config.repeat > 1 and launch is launch_worker
         rows = _run_rows(targets, config, audio_files, threads, step, bar, interleave)
         if config.floor:  # again at the end: the best of two is closer to what the cores can do

@@ -63,6 +63,7 @@ class Loaded:
     encoder: CallTimer
     decoder: CallTimer
     settings: dict[str, Any]
+    backend: Any = None  # dwkit's backend; with a draft model it carries the acceptance `stats`
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -90,6 +91,8 @@ class Session:
             self.loaded.transcribe(self.audios[0][: int(WARMUP_SECONDS * SAMPLE_RATE)])
         self.loaded.encoder.reset()
         self.loaded.decoder.reset()
+        if hasattr(self.loaded.backend, "stats"):  # acceptance of the timed runs only
+            self.loaded.backend.stats = type(self.loaded.backend.stats)()
         self.latencies: list[list[float]] = []
         self.texts: list[str] = []
         self.cpu_s = 0.0
@@ -132,6 +135,7 @@ class Session:
             "latencies_s": [[round(t, 4) for t in row] for row in self.latencies],
             "texts": self.texts,
             "settings": loaded.settings,
+            **({"draft": loaded.backend.stats.to_dict()} if hasattr(loaded.backend, "stats") else {}),
         }
 
 
@@ -200,11 +204,25 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
         batch_size=int(job.get("batch_size", 8)),
         options=dict(job.get("runtime_options") or {}),
     )
-    transcriber = Transcriber.from_model_dir(job["model_dir"], job["backend"], runtime)
+    draft = None
+    if job.get("draft_model"):
+        from dwkit.decoding.assisted import DraftOptions
+
+        draft = DraftOptions(
+            model=job["draft_model"],
+            precision=job.get("draft_precision"),
+            tokens=int(job.get("draft_tokens", 5)),
+            adaptive=bool(job.get("draft_adaptive")),
+        )
+    transcriber = Transcriber.from_model_dir(job["model_dir"], job["backend"], runtime, draft=draft)
     transcriber.options = longform_options(job, transcriber.backend.info)
     encoder, decoder = instrument_backend(transcriber.backend)
+    settings = _settings(transcriber.options)
+    if draft is not None:
+        settings["draft"] = {"model": draft.model, "precision": draft.precision, "tokens": draft.tokens,
+                             "adaptive": draft.adaptive, "shares_encoder": transcriber.backend.shares_encoder}  # fmt: skip
     return Loaded(
-        lambda samples: transcriber.transcribe(samples).text, encoder, decoder, _settings(transcriber.options)
+        lambda samples: transcriber.transcribe(samples).text, encoder, decoder, settings, transcriber.backend
     )
 
 

@@ -38,9 +38,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     runs = parser.add_argument_group("what to run")
     runs.add_argument(
         "--backends",
-        help="comma-separated BACKEND[:PRECISION] specs, e.g. hf,hf:bf16,ct2:int8,onnx:fp32,ggml:q8_0 "
-        "(hf fp32 is always included as the baseline)",
+        help="comma-separated BACKEND[:PRECISION][+draft] specs, e.g. hf,hf:bf16,ct2:int8,onnx:fp32,ggml:q8_0 "
+        "(hf fp32 is always included as the baseline; +draft: speculative decoding with --draft)",
     )
+    runs.add_argument(
+        "--draft",
+        help='the draft model of +draft specs: a directory or hub id, or "student" (the model\'s decoder '
+        "layers first and last, distil-whisper's initialisation)",
+    )
+    runs.add_argument("--draft-tokens", type=int, help="draft tokens per main-model step (default 5)")
     runs.add_argument("--modes", help=f"comma-separated long-form modes (default: {','.join(MODES)})")
     runs.add_argument("--repeat", type=int, help="timed passes over the audio per system (default 3)")
     runs.add_argument("--threads", type=int, help="CPU threads per system (default: every usable core)")
@@ -115,6 +121,8 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "threads": args.threads,
         "batch_size": args.batch_size,
         "tokens_per_window": args.tokens_per_window,
+        "draft": args.draft,
+        "draft_tokens": args.draft_tokens,
         "language": args.language,
         "peers": args.peers,
         "floor": args.floor,

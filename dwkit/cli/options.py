@@ -17,12 +17,14 @@ from functools import cache
 from typing import Any
 
 from dwkit.config import Config
+from dwkit.decoding.assisted import DraftOptions
 from dwkit.decoding.options import DecodeOptions
 from dwkit.errors import ConfigError
 from dwkit.longform.options import LongformOptions
 from dwkit.schema import hints, key_fields, spec_of, unwrap
 
 RUNTIME_KEYS = ("model", "backend", "device", "precision", "threads")
+DRAFT = "draft."
 _METAVARS: dict[Any, str] = {int: "N", float: "X"}
 
 
@@ -38,9 +40,10 @@ class Flag:
 
 @cache
 def schema_flags() -> dict[str, Flag]:
-    """Every config key's flag, by dotted key: Config's own keys, then [longform]'s, then [decode]'s."""
+    """Every config key's flag, by dotted key: Config's own keys, then [longform]'s, [decode]'s, [draft]'s."""
     flags: dict[str, Flag] = {}
-    for cls, table in ((Config, ""), (LongformOptions, "longform"), (DecodeOptions, "decode")):
+    tables = ((Config, ""), (LongformOptions, "longform"), (DecodeOptions, "decode"), (DraftOptions, "draft"))
+    for cls, table in tables:
         types_ = hints(cls)
         for f in key_fields(cls):
             spec = spec_of(f)
@@ -85,8 +88,19 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_longform_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("long-form (defaults: distil-whisper's recommendations)")
-    keys = [k for k in schema_flags() if k not in RUNTIME_KEYS and k != "output_format"]
+    keys = [
+        k
+        for k in schema_flags()
+        if k not in RUNTIME_KEYS and k != "output_format" and not k.startswith(DRAFT)
+    ]
     add_flags(group, keys)
+
+
+def add_draft_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "speculative decoding (a draft model proposes, the main model verifies: the main model's greedy output)"
+    )
+    add_flags(group, [k for k in schema_flags() if k.startswith(DRAFT)])
 
 
 def config_flags(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:

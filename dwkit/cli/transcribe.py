@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dwkit.cli.common import check_writable, write_atomic
 from dwkit.cli.options import (
+    add_draft_flags,
     add_flags,
     add_longform_flags,
     add_runtime_flags,
@@ -41,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_runtime_flags(parser)
     add_longform_flags(parser)
+    add_draft_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,12 +38,12 @@ def decode(
     return [h for h in results if h is not None]
 
 
-def _budget(backend: StepBackend, prompt_len: int, opts: DecodeOptions) -> int:
+def budget(backend: StepBackend, prompt_len: int, opts: DecodeOptions) -> int:
     room = backend.info.n_text_ctx - prompt_len
     return room if opts.max_new_tokens is None else min(room, opts.max_new_tokens)
 
 
-def _sot_index(prompt: np.ndarray, sot: int) -> int:
+def sot_index(prompt: np.ndarray, sot: int) -> int:
     hits = np.flatnonzero(prompt == sot)
     return int(hits[0]) if hits.size else 0
 
@@ -61,13 +61,13 @@ def _greedy(
     rng = np.random.default_rng(opts.seed)
     cache = backend.start(enc, index)
     prompt_logits = backend.step(prompts, cache)
-    no_speech = no_speech_probs(prompt_logits, _sot_index(prompts[0], info.sot), info)
+    no_speech = no_speech_probs(prompt_logits, sot_index(prompts[0], info.sot), info)
     logits = np.array(prompt_logits[:, -1], dtype=np.float32)
     tokens = prompts
     sum_logprob = np.zeros(batch)
     finished = np.zeros(batch, dtype=bool)
     lengths = np.zeros(batch, dtype=np.int64)  # generated tokens, end-of-text included
-    for _ in range(_budget(backend, prompt_len, opts)):
+    for _ in range(budget(backend, prompt_len, opts)):
         rules.apply(tokens, logits)
         if opts.temperature > 0:
             probs = softmax(logits / opts.temperature)
@@ -118,13 +118,13 @@ def _beam(
     cache = backend.start(enc, np.repeat(index, beams))
     tokens = np.repeat(prompts, beams, axis=0)
     prompt_logits = backend.step(tokens, cache)
-    no_speech = no_speech_probs(prompt_logits[::beams], _sot_index(prompts[0], info.sot), info)
+    no_speech = no_speech_probs(prompt_logits[::beams], sot_index(prompts[0], info.sot), info)
     logits = prompt_logits[:, -1].astype(np.float32)
     scores = np.zeros(batch * beams)
     scores.reshape(batch, beams)[:, 1:] = -np.inf  # identical beams at first: expand only one
     done: list[list[tuple[float, list[int], float]]] = [[] for _ in range(batch)]
     max_done = max(1, round(beams * opts.patience))
-    for _ in range(_budget(backend, prompt_len, opts)):
+    for _ in range(budget(backend, prompt_len, opts)):
         rules.apply(tokens, logits)
         logprobs = log_softmax(logits)
         candidates = (scores[:, None] + logprobs).reshape(batch, -1)
