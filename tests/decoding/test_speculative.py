@@ -272,10 +272,10 @@ def test_onnx_main_and_onnx_draft(tiny_en_dir, tiny_student, dwkit_cache, short_
 
 def test_ggml_main_and_ggml_draft(tiny_en_dir, tiny_student, tmp_path, short_mel):
     pytest.importorskip("pywhispercpp")
-    from dwkit.converters import ggml
+    from dwkit.converters import convert
 
     ggml_dir = tmp_path / "ggml"
-    ggml.convert(tiny_en_dir, ggml_dir, "f16", validate=False)
+    convert(tiny_en_dir, ggml_dir, "ggml", "f16", validate=False)
     whisper_cpp = load(ggml_dir, config=RuntimeConfig(options={"flash_attn": False}))
     try:
         _check_pair(whisper_cpp, load(tiny_student, "hf"), ggml_dir, tiny_student, short_mel)
