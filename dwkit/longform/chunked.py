@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwkit.constants import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from dwkit.constants import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.features import log_mel
 from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
 from dwkit.longform.options import LongformOptions
@@ -65,10 +65,10 @@ def transcribe_chunked(
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
     for chunk, state in zip(chunks, states):
         outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual))
-    return [
-        _transcript(merge_chunks(outputs[i], tokenizer, opts.return_timestamps), len(a) / SAMPLE_RATE)
-        for i, a in enumerate(audios)
-    ]
+    merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
+    if not opts.exact_transformers:  # a guard segment whose text was all a repeat
+        merged = [[p for p in pieces if p.text.strip()] for pieces in merged]
+    return [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]
 
 
 def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState:
@@ -78,6 +78,7 @@ def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState
         max_frames=N_FRAMES,
         language=language,
         progress_scale=(len(chunk.samples) - chunk.stride_left - chunk.stride_right) / N_SAMPLES,
+        speech_end=(len(chunk.samples) - chunk.stride_right) // HOP_LENGTH,  # the next chunk has the rest
     )
 
 

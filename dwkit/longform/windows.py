@@ -6,7 +6,9 @@ unfinished cut the 30 s window at its seek position, decode it with temperature 
 split it on timestamps into segments (or skip it as silence), and advance the seek to the
 last complete timestamp. The sequential mode feeds it whole recordings, the chunked mode one
 state per chunk (transformers' generate does the same within one 30 s input: after a window
-that ends mid-segment it seeks to the last timestamp and decodes the rest).
+that ends mid-segment it seeks to the last timestamp and decodes the rest). Unless
+`exact_transformers` is set, a window that ends early on a single timestamp is decoded on
+from there too (dwkit.longform.guard).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 from dwkit.constants import FRAME_SECONDS, N_FRAMES
 from dwkit.decoding.options import Hypothesis
 from dwkit.features import pad_or_trim
-from dwkit.longform.fallback import decode_with_fallback
+from dwkit.longform.fallback import WindowResult, decode_with_fallback
+from dwkit.longform.guard import drop_repeat, judged_silent, should_resume
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.prompt import detect_languages, init_tokens
 from dwkit.longform.segments import RawSegment, split_window
@@ -44,6 +47,8 @@ class WindowState:
     condition: bool = True
     progress_scale: float = 1.0  # audio seconds per second of mel consumed
     on_segment: SegmentFn | None = None  # streams this recording's segments (dwkit serve)
+    speech_end: int | None = None  # frames of the state's own audio (None: max_frames); the guard's limit
+    resume: int | None = None  # a guard window in flight: the seek the plain rule took, if it is silence
 
     @property
     def done(self) -> bool:
@@ -102,18 +107,47 @@ def _step(
         before = state.seek
         hyp = result.hypothesis
         state.condition = opts.condition_on_prev_tokens and hyp.temperature < 0.5
-        if result.skipped:
+        resume, state.resume = state.resume, None
+        if resume is not None and (result.skipped or judged_silent(hyp, opts)):
+            state.seek = resume  # the guard found silence: continue as the plain rule would have
+        elif result.skipped:
             state.seek += frames
         else:
-            raw, advance = split_window(hyp.tokens, info.timestamp_begin, state.seek * FRAME_SECONDS, frames)
-            new = [_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw]
-            state.segments.extend(new)
-            if state.on_segment is not None:
-                for segment in new:
-                    state.on_segment(segment)
-            state.seek += advance
+            state.seek = _take(
+                state, tokenizer, result, frames, opts, info.timestamp_begin, resume is not None
+            )
         if progress:
             progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
+
+
+def _take(
+    state: WindowState,
+    tokenizer: Tokenizer,
+    result: WindowResult,
+    frames: int,
+    opts: LongformOptions,
+    timestamp_begin: int,
+    guard_window: bool,
+) -> int:
+    """Keep a decoded window's segments; the new seek (the guard's, when it decodes on)."""
+    hyp = result.hypothesis
+    raw, advance = split_window(hyp.tokens, timestamp_begin, state.seek * FRAME_SECONDS, frames)
+    if guard_window and state.segments:
+        raw[0].tokens = drop_repeat(state.segments[-1].tokens, raw[0].tokens, timestamp_begin)
+    speech_end = state.max_frames if state.speech_end is None else state.speech_end
+    early = should_resume(opts, hyp.tokens, timestamp_begin, state.seek, speech_end)
+    if early is not None:
+        state.resume = state.seek + advance
+        advance = early
+        # the closing timestamp doubled, as a complete segment the window continues after
+        # is written: the chunk merge's clock then restarts the next window there, not 30 s on
+        raw[-1].tokens.append(hyp.tokens[-1])
+    new = [_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw]
+    state.segments.extend(new)
+    if state.on_segment is not None:
+        for segment in new:
+            state.on_segment(segment)
+    return state.seek + advance
 
 
 def _prev_tokens(
