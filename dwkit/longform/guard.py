@@ -55,8 +55,8 @@ def judged_silent(hyp: Hypothesis, opts: LongformOptions) -> bool:
 
 def drop_repeat(previous: list[int], tokens: list[int], timestamp_begin: int) -> list[int]:
     """`tokens` (a segment, timestamps included) without the leading text that repeats the end of
-    `previous` (the segment before it): when at least half of its text matches, everything up
-    to the last match goes. difflib, not the chunk merge's longest common sequence: the repeat
+    `previous` (the segment before it): when at least half of its text matches, the text up to
+    where `previous` ended, aligned on the last match, goes. difflib, not the chunk merge's longest common sequence: the repeat
     is often inexact ("snowing" heard again as "knowing") and need not be a suffix of `previous`.
     """
     text = [i for i, t in enumerate(tokens) if t < timestamp_begin]
@@ -65,5 +65,8 @@ def drop_repeat(previous: list[int], tokens: list[int], timestamp_begin: int) ->
     blocks = [b for b in SequenceMatcher(None, before, words, autojunk=False).get_matching_blocks() if b.size]
     if not words or 2 * sum(b.size for b in blocks) < len(words):
         return tokens
-    repeated = set(text[: blocks[-1].b + blocks[-1].size])
+    last = blocks[-1]
+    # the repeat runs as far as `previous` did: past the last match by what `previous` had left
+    cut = last.b + last.size + len(before) - last.a - last.size
+    repeated = set(text[:cut])
     return [t for i, t in enumerate(tokens) if i not in repeated]
