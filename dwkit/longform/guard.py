@@ -9,9 +9,10 @@ such an ending like an unfinished segment instead: seek to the last timestamp an
 rest, as the engine does after an unfinished segment. Whether the rest holds speech is the
 model's own judgement: a guard window whose no-speech probability is above the threshold is
 dropped, and the state seeks to where the plain rule would have gone, so silence gets no text.
-A closing timestamp placed before the speech really ended makes the guard window start with
-the tail of words already kept, which the model may transcribe again: the guard window's first
-segment loses the text it repeats of the segment before it.
+A closing timestamp placed before the speech really ended makes the next window start with
+the tail of words already kept, which the model may transcribe again (after a guard's seek and
+after an unfinished segment's alike): the first segment of every window after the first loses
+the text it repeats of the segment before it.
 """
 
 from __future__ import annotations

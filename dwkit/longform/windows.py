@@ -21,13 +21,13 @@ import numpy as np
 from dwkit.constants import FRAME_SECONDS, N_FRAMES
 from dwkit.decoding.options import Hypothesis
 from dwkit.features import pad_or_trim
-from dwkit.longform.fallback import WindowResult, decode_with_fallback
+from dwkit.longform.fallback import WindowResult, decode_with_fallback, select_rows
 from dwkit.longform.guard import drop_repeat, judged_silent, should_resume
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.prompt import detect_languages, init_tokens
 from dwkit.longform.segments import RawSegment, split_window
 from dwkit.results import Segment
-from dwkit.runtimes.base import Backend
+from dwkit.runtimes.base import Backend, EncoderOutput
 from dwkit.tokenizer import Tokenizer
 
 ProgressFn = Callable[[float], None]  # called with seconds of audio just finished
@@ -49,6 +49,8 @@ class WindowState:
     on_segment: SegmentFn | None = None  # streams this recording's segments (dwkit serve)
     speech_end: int | None = None  # frames of the state's own audio (None: max_frames); the guard's limit
     resume: int | None = None  # a guard window in flight: the seek the plain rule took, if it is silence
+    want_plain: bool = False  # also decode the first window without timestamps (dwkit.longform.union)
+    plain: list[int] | None = None  # that decode's tokens
 
     @property
     def done(self) -> bool:
@@ -103,6 +105,7 @@ def _step(
         _prev_tokens(s, info.sot_prev, info.timestamp_begin, info.n_text_ctx, opts) + s.prompt for s in batch
     ]
     results = decode_with_fallback(backend, enc, prompts, opts, timestamps=timestamps)
+    _decode_plain(backend, tokenizer, enc, batch, opts)
     for state, frames, result in zip(batch, num_frames, results):
         before = state.seek
         hyp = result.hypothesis
@@ -113,9 +116,7 @@ def _step(
         elif result.skipped:
             state.seek += frames
         else:
-            state.seek = _take(
-                state, tokenizer, result, frames, opts, info.timestamp_begin, resume is not None
-            )
+            state.seek = _take(state, tokenizer, result, frames, opts, info.timestamp_begin)
         if progress:
             progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
 
@@ -127,12 +128,11 @@ def _take(
     frames: int,
     opts: LongformOptions,
     timestamp_begin: int,
-    guard_window: bool,
 ) -> int:
     """Keep a decoded window's segments; the new seek (the guard's, when it decodes on)."""
     hyp = result.hypothesis
     raw, advance = split_window(hyp.tokens, timestamp_begin, state.seek * FRAME_SECONDS, frames)
-    if guard_window and state.segments:
+    if not opts.exact_transformers and state.segments:  # decoding on from a timestamp can hear its tail again
         raw[0].tokens = drop_repeat(state.segments[-1].tokens, raw[0].tokens, timestamp_begin)
     speech_end = state.max_frames if state.speech_end is None else state.speech_end
     early = should_resume(opts, hyp.tokens, timestamp_begin, state.seek, speech_end)
@@ -148,6 +148,23 @@ def _take(
         for segment in new:
             state.on_segment(segment)
     return state.seek + advance
+
+
+def _decode_plain(
+    backend: Backend,
+    tokenizer: Tokenizer,
+    enc: EncoderOutput,
+    batch: list[WindowState],
+    opts: LongformOptions,
+) -> None:
+    """The no-timestamp decode of the states that want one, on the encoder output just made."""
+    rows = [i for i, s in enumerate(batch) if s.want_plain and s.plain is None]
+    if not rows:
+        return
+    sub = enc if len(rows) == len(batch) else select_rows(backend, enc, rows)
+    prompts = [init_tokens(tokenizer, batch[i].language, opts.task, timestamps=False) for i in rows]
+    for i, result in zip(rows, decode_with_fallback(backend, sub, prompts, opts, timestamps=False)):
+        batch[i].plain = [] if result.skipped else result.hypothesis.tokens
 
 
 def _prev_tokens(

@@ -28,3 +28,14 @@ def speech_silent_gaps(dwkit_cache: Path) -> tuple[np.ndarray, list[str]]:
     if not espeak_available():
         pytest.skip("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)")
     return silent_gaps_speech(dwkit_cache / "speech")
+
+
+@pytest.fixture(scope="session")
+def speech_skipped_start(dwkit_cache: Path) -> tuple[np.ndarray, list[str]]:
+    """(samples, sentences): one chunk whose timestamped decode (base) loses its first sentence."""
+    from dwkit.speech import espeak_available
+    from tests.longform.speech_cases import skipped_start_speech
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed (Debian/Ubuntu: apt-get install espeak-ng)")
+    return skipped_start_speech(dwkit_cache / "speech")

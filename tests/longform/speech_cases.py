@@ -42,3 +42,18 @@ def silent_gaps_speech(cache_dir: Path) -> tuple[np.ndarray, list[str]]:
     for index in SILENT_GAPS:
         pieces += [load_audio(cached_speech([SENTENCES[index]], cache_dir)), gap]
     return np.concatenate(pieces).astype(np.float32), [SENTENCES[i] for i in SILENT_GAPS]
+
+
+# A sentence, 2.5 s of silence, five sentences 0.15 s apart (24.5 s, one chunk): decoding with
+# timestamps, the bundled base model skips the first sentence and repeats the last one's tail;
+# decoding without timestamps it hears every word.
+SKIPPED_START = (19, 31, 23, 13, 33, 8)
+SKIPPED_START_PAUSE_S = 2.5
+
+
+def skipped_start_speech(cache_dir: Path) -> tuple[np.ndarray, list[str]]:
+    """(samples, sentences) of the recording the timestamped decode loses a sentence of."""
+    first = load_audio(cached_speech([SENTENCES[SKIPPED_START[0]]], cache_dir))
+    rest = load_audio(cached_speech([SENTENCES[i] for i in SKIPPED_START[1:]], cache_dir, pause_s=0.15))
+    pause = np.zeros(int(SKIPPED_START_PAUSE_S * SAMPLE_RATE), dtype=np.float32)
+    return np.concatenate([first, pause, rest]).astype(np.float32), [SENTENCES[i] for i in SKIPPED_START]
