@@ -2,8 +2,9 @@
 
     python benchmarks/guard_wer.py --model tiny.en [--model base] > benchmarks/results/guard_wer.md
 
-For each recording (the espeak-ng long-form audio of tests/conftest.py's speech_long, the
-bundled demo, the early end-of-text recording of tests/longform/speech_cases.py) and each
+For each recording (the espeak-ng long-form audio of tests/conftest.py's speech_long, 153 s;
+the bundled demo, 15 s; the early end-of-text and skipped-start recordings of
+tests/longform/speech_cases.py, 18 s and 24.5 s) and each
 mode, it transcribes with the guard (the default) and with `exact_transformers` (transformers'
 own output), plus chunked without timestamps (the pipeline's text the guard must not fall
 below), on the hf backend with the default long-form options. WER is after Whisper's English
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from dwkit.longform.options import LongformOptions  # noqa: E402
 from dwkit.metrics import wer  # noqa: E402
 from dwkit.speech import SENTENCES, cached_speech  # noqa: E402
 from dwkit.transcriber import Transcriber  # noqa: E402
-from tests.longform.speech_cases import early_end_speech  # noqa: E402
+from tests.longform.speech_cases import early_end_speech, skipped_start_speech  # noqa: E402
 
 SETTINGS = {  # label -> (mode, LongformOptions overrides)
     "sequential, guard": ("sequential", {}),
@@ -53,15 +55,15 @@ class Row:
 
 
 def recordings(cache: Path) -> dict[str, tuple[np.ndarray, str]]:
-    early, sentences = early_end_speech(cache / "speech")
+    early, early_sentences = early_end_speech(cache / "speech")
+    skipped, skipped_sentences = skipped_start_speech(cache / "speech")
     demo = REPO / "dwkit" / "data"
+    long_form = load_audio(cached_speech(list(SENTENCES), cache / "speech"))
     return {
-        "speech_long (153 s)": (
-            load_audio(cached_speech(list(SENTENCES), cache / "speech")),
-            " ".join(SENTENCES),
-        ),
-        "demo (15 s)": (load_audio(demo / "demo.flac"), (demo / "demo.txt").read_text()),
-        "early end fixture (18 s)": (early, " ".join(sentences)),
+        "speech_long": (long_form, " ".join(SENTENCES)),
+        "demo": (load_audio(demo / "demo.flac"), (demo / "demo.txt").read_text()),
+        "early_end": (early, " ".join(early_sentences)),
+        "skipped_start": (skipped, " ".join(skipped_sentences)),
     }
 
 
@@ -94,7 +96,7 @@ def _count_windows(transcriber: Transcriber) -> list[int]:
 
 def table(model: str, rows: list[Row]) -> str:
     lines = [
-        f"### {model} (hf fp32, default long-form options)",
+        f"### {model} (hf fp32, default long-form options, {platform.processor() or platform.machine()})",
         "",
         "| audio | setting | WER | windows encoded | seconds |",
         "|---|---|---:|---:|---:|",
@@ -106,9 +108,10 @@ def table(model: str, rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="bundled model name (default: tiny.en)")
+    parser.add_argument("--audio", action="append", help="only these recordings (default: all)")
     args = parser.parse_args()
     cache = Path(os.environ.get("DWKIT_CACHE", REPO / ".cache" / "dwkit"))
-    audios = recordings(cache)
+    audios = {k: v for k, v in recordings(cache).items() if not args.audio or k in args.audio}
     for model in args.model or ["tiny.en"]:
         language = None if model.endswith(".en") else "en"
         print(table(model, measure(bundled_model(model, cache), audios, language)), flush=True)
