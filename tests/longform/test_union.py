@@ -20,10 +20,12 @@ def test_words_only_the_plain_decode_heard_go_where_the_alignment_puts_them():
     assert fold_in(timed, [0, 1, 2, 5, 6], EOT) == [TB, 0, 1, 2, TB + 100, TB + 100, 5, 6, TB + 300]
 
 
-def test_where_the_decodes_disagree_the_timestamped_words_stay():
+def test_where_the_decodes_disagree_the_plain_words_win_and_timed_only_words_stay():
     timed = [TB, 1, 2, 3, TB + 100]
-    assert fold_in(timed, [1, 9, 3], EOT) == timed
+    assert fold_in(timed, [1, 9, 3], EOT) == [TB, 1, 9, 3, TB + 100]
     assert fold_in(timed, [1, 3], EOT) == timed  # a word only the timestamped decode heard stays
+    two_segments = [TB, 1, 2, TB + 50, TB + 50, 3, 4, TB + 100]  # 2 and 3 heard as 8: times stay
+    assert fold_in(two_segments, [1, 8, 4], EOT) == [TB, 1, 8, TB + 50, TB + 50, 4, TB + 100]
 
 
 def test_a_chunk_without_timed_words_takes_the_plain_ones_inside_its_timestamps():
