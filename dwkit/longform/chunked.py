@@ -69,7 +69,7 @@ def transcribe_chunked(
     for chunk, state in zip(chunks, states):
         outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual, backend.info.eot))
     merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
-    if not opts.exact_transformers:  # a guard segment whose text was all a repeat
+    if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
         merged = [[p for p in pieces if p.text.strip()] for pieces in merged]
     return [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]
 

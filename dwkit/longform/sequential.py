@@ -49,7 +49,7 @@ def transcribe_sequential(
         for r, fn in zip(recordings, callbacks)
     ]
     consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
-    if not opts.exact_transformers:  # a guard segment whose text was all a repeat
+    if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
         for state in states:
             state.segments = [s for s in state.segments if s.text.strip()]
     return [_transcript(tokenizer, s, r.n_samples / SAMPLE_RATE) for s, r in zip(states, recordings)]

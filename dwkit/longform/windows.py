@@ -146,7 +146,8 @@ def _take(
     state.segments.extend(new)
     if state.on_segment is not None:
         for segment in new:
-            state.on_segment(segment)
+            if opts.exact_transformers or segment.text.strip():  # not a segment that was all a repeat
+                state.on_segment(segment)
     return state.seek + advance
 
 
