@@ -14,8 +14,8 @@ from dwkit.constants import SAMPLE_RATE
 from dwkit.speech import SENTENCES, cached_speech
 
 # A clear sentence, 3 s of silence, then three sentences spoken quietly (-26 dB, a distant second
-# speaker): both bundled models close the first segment with a single timestamp and end the
-# window there (`<|0.00|> The train ... platform.<|3.20|><|endoftext|>`), 11 s of speech ahead.
+# speaker): tiny.en closes the first segment with a single timestamp and ends the window there
+# (`<|0.00|> The train ... platform.<|3.20|><|endoftext|>`), 11 s of speech ahead (base does not).
 EARLY_END_FIRST = 1
 EARLY_END_REST = (2, 3, 4)
 EARLY_END_PAUSE_S = 3.0
