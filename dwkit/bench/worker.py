@@ -172,6 +172,7 @@ def longform_options(job: dict[str, Any], info: Any) -> Any:
         compression_ratio_threshold=None,
         logprob_threshold=None,
         no_speech_threshold=None,
+        exact_transformers=True,  # exactly N tokens per window: no second, no-timestamp decode per chunk
         decode=DecodeOptions(max_new_tokens=int(n), suppress_tokens=forced_suppress_tokens(info)),
     )
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dwkit.constants import N_FRAMES, N_SAMPLES, SAMPLE_RATE
+from dwkit.constants import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.features import log_mel
 from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
+from dwkit.longform.union import fold_in
 from dwkit.longform.windows import ProgressFn, WindowState, consume_windows
 from dwkit.results import Segment, Transcript
 from dwkit.runtimes.base import Backend
@@ -61,14 +62,16 @@ def transcribe_chunked(
     stride = int(round(opts.stride_s * SAMPLE_RATE))
     chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
     states = [_chunk_state(c, backend.info.n_mels, opts.language) for c in chunks]
+    for state in states:  # the words a no-timestamp decode finds are kept too (dwkit.longform.union)
+        state.want_plain = opts.return_timestamps and not opts.exact_transformers
     consume_windows(backend, tokenizer, states, opts, timestamps=opts.return_timestamps, progress=progress)
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
     for chunk, state in zip(chunks, states):
-        outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual))
-    return [
-        _transcript(merge_chunks(outputs[i], tokenizer, opts.return_timestamps), len(a) / SAMPLE_RATE)
-        for i, a in enumerate(audios)
-    ]
+        outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual, backend.info.eot))
+    merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
+    if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
+        merged = [[p for p in pieces if p.text.strip()] for pieces in merged]
+    return [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]
 
 
 def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState:
@@ -78,14 +81,18 @@ def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState
         max_frames=N_FRAMES,
         language=language,
         progress_scale=(len(chunk.samples) - chunk.stride_left - chunk.stride_right) / N_SAMPLES,
+        speech_end=(len(chunk.samples) - chunk.stride_right) // HOP_LENGTH,  # the next chunk has the rest
     )
 
 
-def _chunk_output(chunk: Chunk, state: WindowState, multilingual: bool) -> ChunkOutput:
+def _chunk_output(chunk: Chunk, state: WindowState, multilingual: bool, first_special: int) -> ChunkOutput:
     """What the merge reads of one decoded chunk: its tokens (language token first) and strides."""
     language_prefix = state.prompt[1:2] if multilingual else []
+    tokens = [t for seg in state.segments for t in seg.tokens]
+    if state.plain is not None:
+        tokens = fold_in(tokens, state.plain, first_special)
     return ChunkOutput(
-        tokens=language_prefix + [t for seg in state.segments for t in seg.tokens],
+        tokens=language_prefix + tokens,
         length_s=len(chunk.samples) / SAMPLE_RATE,
         stride_left_s=chunk.stride_left / SAMPLE_RATE,
         stride_right_s=chunk.stride_right / SAMPLE_RATE,

@@ -45,7 +45,7 @@ def decode_with_fallback(
         dopts = replace(opts.decode, temperature=temperature, without_timestamps=not timestamps)
         if temperature > 0:
             dopts = replace(dopts, beam_size=1)
-        sub = enc if len(pending) == len(prompts) else _select(backend, enc, pending)
+        sub = enc if len(pending) == len(prompts) else select_rows(backend, enc, pending)
         hyps = backend.generate(sub, [prompts[i] for i in pending], dopts)
         still = []
         for i, hyp in zip(pending, hyps):
@@ -74,7 +74,7 @@ def _judge(hyp: Hypothesis, ratio: float, opts: LongformOptions) -> tuple[bool, 
     return (too_repetitive or low_logprob) and not silence, silence
 
 
-def _select(backend: Backend, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
+def select_rows(backend: Backend, enc: EncoderOutput, rows: list[int]) -> EncoderOutput:
     select = getattr(backend, "select", None)
     if select is None:
         raise NotImplementedError(f"{backend.name} backend cannot select encoder rows")

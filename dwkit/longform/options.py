@@ -21,6 +21,10 @@ class LongformOptions:
     `chunk_length_s` chunks with `stride_length_s` on each side, batched, merged on the
     longest common token sequence, as transformers' ASR pipeline runs it.
 
+    Both modes guard against lost speech by default (dwkit.longform.guard): a window or chunk
+    that ends while speech follows its last timestamp is decoded on from there.
+    `exact_transformers` turns that off and reproduces transformers' output exactly.
+
     Each field is declared once here (default, rule, help, flag spelling); the config's
     top-level keys and `[longform]` table, the `DWKIT_*` variables and the command line's
     flags are derived from these declarations (dwkit.schema).
@@ -59,6 +63,11 @@ class LongformOptions:
         True,
         flag="--timestamps",
         help="chunked mode: decode with timestamps (sequential always predicts them)",
+    )
+    exact_transformers: bool = option(
+        False,
+        help="reproduce transformers' output token for token: no lost-speech guard (a window or chunk "
+        "that ends early with speech after it is then left short, as transformers leaves it)",
     )
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 

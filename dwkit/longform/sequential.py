@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dwkit.constants import N_SAMPLES, SAMPLE_RATE
+from dwkit.constants import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from dwkit.features import RecordingMel, log_mel
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
@@ -39,10 +39,19 @@ def transcribe_sequential(
     ]
     callbacks = list(on_segment) if on_segment is not None else [None] * len(recordings)
     states = [
-        WindowState(mel=r.mel, max_frames=r.mel.shape[-1], language=opts.language, on_segment=fn)
+        WindowState(
+            mel=r.mel,
+            max_frames=r.mel.shape[-1],
+            language=opts.language,
+            on_segment=fn,
+            speech_end=r.n_samples // HOP_LENGTH,
+        )
         for r, fn in zip(recordings, callbacks)
     ]
     consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
+    if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
+        for state in states:
+            state.segments = [s for s in state.segments if s.text.strip()]
     return [_transcript(tokenizer, s, r.n_samples / SAMPLE_RATE) for s, r in zip(states, recordings)]
 
 

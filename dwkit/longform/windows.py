@@ -6,7 +6,9 @@ unfinished cut the 30 s window at its seek position, decode it with temperature 
 split it on timestamps into segments (or skip it as silence), and advance the seek to the
 last complete timestamp. The sequential mode feeds it whole recordings, the chunked mode one
 state per chunk (transformers' generate does the same within one 30 s input: after a window
-that ends mid-segment it seeks to the last timestamp and decodes the rest).
+that ends mid-segment it seeks to the last timestamp and decodes the rest). Unless
+`exact_transformers` is set, a window that ends early on a single timestamp is decoded on
+from there too (dwkit.longform.guard).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import numpy as np
 from dwkit.constants import FRAME_SECONDS, N_FRAMES
 from dwkit.decoding.options import Hypothesis
 from dwkit.features import pad_or_trim
-from dwkit.longform.fallback import decode_with_fallback
+from dwkit.longform.fallback import WindowResult, decode_with_fallback, select_rows
+from dwkit.longform.guard import drop_repeat, judged_silent, should_resume
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.prompt import detect_languages, init_tokens
 from dwkit.longform.segments import RawSegment, split_window
 from dwkit.results import Segment
-from dwkit.runtimes.base import Backend
+from dwkit.runtimes.base import Backend, EncoderOutput
 from dwkit.tokenizer import Tokenizer
 
 ProgressFn = Callable[[float], None]  # called with seconds of audio just finished
@@ -44,6 +47,10 @@ class WindowState:
     condition: bool = True
     progress_scale: float = 1.0  # audio seconds per second of mel consumed
     on_segment: SegmentFn | None = None  # streams this recording's segments (dwkit serve)
+    speech_end: int | None = None  # frames of the state's own audio (None: max_frames); the guard's limit
+    resume: int | None = None  # a guard window in flight: the seek the plain rule took, if it is silence
+    want_plain: bool = False  # also decode the first window without timestamps (dwkit.longform.union)
+    plain: list[int] | None = None  # that decode's tokens
 
     @property
     def done(self) -> bool:
@@ -98,22 +105,67 @@ def _step(
         _prev_tokens(s, info.sot_prev, info.timestamp_begin, info.n_text_ctx, opts) + s.prompt for s in batch
     ]
     results = decode_with_fallback(backend, enc, prompts, opts, timestamps=timestamps)
+    _decode_plain(backend, tokenizer, enc, batch, opts)
     for state, frames, result in zip(batch, num_frames, results):
         before = state.seek
         hyp = result.hypothesis
         state.condition = opts.condition_on_prev_tokens and hyp.temperature < 0.5
-        if result.skipped:
+        resume, state.resume = state.resume, None
+        if resume is not None and (result.skipped or judged_silent(hyp, opts)):
+            state.seek = resume  # the guard found silence: continue as the plain rule would have
+        elif result.skipped:
             state.seek += frames
         else:
-            raw, advance = split_window(hyp.tokens, info.timestamp_begin, state.seek * FRAME_SECONDS, frames)
-            new = [_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw]
-            state.segments.extend(new)
-            if state.on_segment is not None:
-                for segment in new:
-                    state.on_segment(segment)
-            state.seek += advance
+            state.seek = _take(state, tokenizer, result, frames, opts, info.timestamp_begin)
         if progress:
             progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
+
+
+def _take(
+    state: WindowState,
+    tokenizer: Tokenizer,
+    result: WindowResult,
+    frames: int,
+    opts: LongformOptions,
+    timestamp_begin: int,
+) -> int:
+    """Keep a decoded window's segments; the new seek (the guard's, when it decodes on)."""
+    hyp = result.hypothesis
+    raw, advance = split_window(hyp.tokens, timestamp_begin, state.seek * FRAME_SECONDS, frames)
+    if not opts.exact_transformers and state.segments:  # decoding on from a timestamp can hear its tail again
+        raw[0].tokens = drop_repeat(state.segments[-1].tokens, raw[0].tokens, timestamp_begin)
+    speech_end = state.max_frames if state.speech_end is None else state.speech_end
+    early = should_resume(opts, hyp.tokens, timestamp_begin, state.seek, speech_end)
+    if early is not None:
+        state.resume = state.seek + advance
+        advance = early
+        # the closing timestamp doubled, as a complete segment the window continues after
+        # is written: the chunk merge's clock then restarts the next window there, not 30 s on
+        raw[-1].tokens.append(hyp.tokens[-1])
+    new = [_segment(tokenizer, r, hyp, result.compression_ratio) for r in raw]
+    state.segments.extend(new)
+    if state.on_segment is not None:
+        for segment in new:
+            if opts.exact_transformers or segment.text.strip():  # not a segment that was all a repeat
+                state.on_segment(segment)
+    return state.seek + advance
+
+
+def _decode_plain(
+    backend: Backend,
+    tokenizer: Tokenizer,
+    enc: EncoderOutput,
+    batch: list[WindowState],
+    opts: LongformOptions,
+) -> None:
+    """The no-timestamp decode of the states that want one, on the encoder output just made."""
+    rows = [i for i, s in enumerate(batch) if s.want_plain and s.plain is None]
+    if not rows:
+        return
+    sub = enc if len(rows) == len(batch) else select_rows(backend, enc, rows)
+    prompts = [init_tokens(tokenizer, batch[i].language, opts.task, timestamps=False) for i in rows]
+    for i, result in zip(rows, decode_with_fallback(backend, sub, prompts, opts, timestamps=False)):
+        batch[i].plain = [] if result.skipped else result.hypothesis.tokens
 
 
 def _prev_tokens(

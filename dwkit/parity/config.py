@@ -36,9 +36,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "timestamp_mean_abs": ("transcripts", "max"),
 }
 
-# The long-form options of the parity runs: greedy on both sides, no fallback and no skip, so
-# the two outputs differ only where the numerics make them differ. [longform] overrides these.
+# The long-form options of the parity runs: greedy on both sides, no fallback and no skip, and
+# transformers' own algorithm (no lost-speech guard), so the two outputs differ only where the
+# numerics make them differ. [longform] overrides these.
 PARITY_LONGFORM: dict[str, Any] = {
+    "exact_transformers": True,
     "temperatures": (0.0,),
     "compression_ratio_threshold": None,
     "logprob_threshold": None,

@@ -10,9 +10,15 @@ from dwkit.metrics import wer
 from dwkit.transcriber import Transcriber
 from tests.hf_reference import generate_longform, pipeline_chunked
 
+# transformers' own algorithm (no lost-speech guard): these tests prove token-for-token equality.
+EXACT = dict(exact_transformers=True)
 # Greedy without fallback: deterministic on both sides, so outputs must be identical.
 GREEDY = dict(
-    temperatures=(0.0,), compression_ratio_threshold=None, logprob_threshold=None, no_speech_threshold=None
+    temperatures=(0.0,),
+    compression_ratio_threshold=None,
+    logprob_threshold=None,
+    no_speech_threshold=None,
+    **EXACT,
 )
 
 
@@ -46,13 +52,13 @@ def _check_chunked(model_dir, speech, opts: LongformOptions) -> None:
 
 
 def test_sequential_short_form_equals_generate(tiny_en_dir, speech_short):
-    _check_sequential(tiny_en_dir, speech_short, LongformOptions())
+    _check_sequential(tiny_en_dir, speech_short, LongformOptions(**EXACT))
 
 
 def test_sequential_long_form_equals_generate_with_fallback_settings(tiny_en_dir, speech_long):
     # distil-whisper's defaults (fallback thresholds on): clear speech never falls back, so
     # both sides stay greedy and must agree exactly.
-    _check_sequential(tiny_en_dir, speech_long, LongformOptions())
+    _check_sequential(tiny_en_dir, speech_long, LongformOptions(**EXACT))
 
 
 def test_chunked_equals_pipeline_without_timestamps(tiny_en_dir, speech_long):
@@ -76,7 +82,7 @@ def test_multilingual_sequential_detects_english_and_equals_generate(base_dir, s
     path, _ = speech_long
     ours = Transcriber.from_model_dir(base_dir, "hf").transcribe(load_audio(path))
     assert ours.language == "en"
-    _check_sequential(base_dir, speech_long, LongformOptions())
+    _check_sequential(base_dir, speech_long, LongformOptions(**EXACT))
 
 
 @pytest.mark.slow
