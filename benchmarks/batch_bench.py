@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dwkit.bench.measure import machine_info
 from dwkit.bundled import bundled_model
 from dwkit.speech import SENTENCES, cached_speech
 
@@ -152,7 +152,7 @@ def main() -> None:
         )
     report = {
         "what": __doc__.strip().splitlines()[0],
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "model": "tiny.en (bundled, real weights), hf fp32, sequential, greedy",
         "systems": rows,
     }
@@ -189,16 +189,6 @@ def markdown(report: dict) -> str:
             cells += [f"{r['load_avg_before']}-{r['load_avg_after']}", *fitted]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

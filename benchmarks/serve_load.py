@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dwkit.bench.measure import machine_info
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tests/conftest.py: spin-waiting on a shared CPU
 
@@ -248,24 +249,9 @@ def _report(args, config: Path, runs: list[Run], single: dict[str, Any], clips: 
         "runs": [asdict(r) for r in runs],
         "batching_gain": plain[high].throughput / plain[low].throughput if plain[low].throughput else None,
         "gain_between": [low, high],
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "threads": args.threads,
-        },
+        "machine": {**machine_info(), "threads": args.threads},
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _markdown(report: dict[str, Any]) -> str:
