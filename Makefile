@@ -17,7 +17,7 @@ demo: setup
 	dwkit demo
 
 test: setup setup-system
-	$(PYTHON) -m pytest -q -m "not slow and not gpu" tests parity_tests
+	$(PYTHON) -m pytest -q --durations=15 -m "not slow and not gpu" tests parity_tests
 
 test-all: setup setup-system
 	$(PYTHON) -m pytest -q -m "not gpu" tests parity_tests
