@@ -86,6 +86,39 @@ class ParityProbe(Protocol):
         ...
 
 
+@dataclass
+class TokenAlignment:
+    """Where the text tokens of one window sit in its audio (word timestamps are built on it).
+
+    `text_indices`/`time_indices` are the monotonic DTW path over the alignment heads'
+    cross-attention (token index into the window's text tokens, encoder frame of 20 ms);
+    `token_probs[i]` is the probability the model gave text token i (teacher-forced).
+    """
+
+    text_indices: np.ndarray  # int64 [path length]
+    time_indices: np.ndarray  # int64 [path length]
+    token_probs: list[float]
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    """What word timestamps need from a backend. StepBackend implements it from
+    `cross_attentions` plus the shared DTW (dwkit.alignment); a backend with a native
+    aligner (CTranslate2's Whisper.align) overrides `align` itself."""
+
+    def align(
+        self,
+        enc: EncoderOutput,
+        prompts: list[list[int]],
+        texts: list[list[int]],
+        num_frames: list[int],
+        heads: list[tuple[int, int]],
+    ) -> list[TokenAlignment]:
+        """Per batch row: align `texts[i]` (decoded tokens, no end-of-text) after `prompts[i]`
+        over the first `num_frames[i]` encoder frames, using the (decoder layer, head) pairs."""
+        ...
+
+
 class StepBackend:
     """Base for backends that expose one decoder step; generation comes from dwkit.decoding.
 
@@ -118,6 +151,17 @@ class StepBackend:
         rolls back rejected draft tokens). None: not supported here; the speculative decoder
         then rebuilds the cache from the kept tokens (correct, slower)."""
         return None
+
+    def cross_attentions(
+        self, enc: EncoderOutput, row: int, tokens: list[int], heads: list[tuple[int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Teacher-force `tokens` (prompt + text + end-of-text) for batch row `row` in one pass;
+        return (cross-attention weights float32 [len(heads), len(tokens), encoder frames],
+        softmax-normalised, one matrix per (decoder layer, head); logits float32
+        [len(tokens), vocab]). What word timestamps are computed from."""
+        raise ModelError(
+            f"the {self.name} backend cannot report cross-attention weights, which word timestamps need"
+        )
 
     def encoder_digest(self) -> str | None:
         """Optional: a digest of the encoder's weights, dtype and device; two backends with
