@@ -126,7 +126,12 @@ class HFBackend(StepBackend):
         return cache
 
     def truncate(self, cache: _Cache, length: int) -> _Cache:
-        cache.past.crop(length)  # transformers' own rollback (its assisted generation uses it)
+        """transformers' own rollback (its assisted generation uses it). A negative count
+        ("remove this many") means the same in 4.57 and 5.x; 5.x refuses 4.57's absolute
+        length, and 4.57 empties the cache on crop(0), hence only a positive surplus."""
+        surplus = cache.past.get_seq_length() - length
+        if surplus > 0:
+            cache.past.crop(-surplus)
         return cache
 
     def encoder_digest(self) -> str:
