@@ -113,9 +113,14 @@ def _checked_side(text: str, role: str, name: str, precision: str | None) -> Sid
         raise ConfigError(f"pair {text!r}: unknown {role} backend {name!r}; choose one of {', '.join(known)}")
     declared = registry.spec(name)
     if not callable(getattr(declared.backend_class, HOOK, None)):
+        cannot = (
+            "hand its encoder states over"
+            if role == "encoder"
+            else "take encoder states from another backend"
+        )
         raise ConfigError(
-            f"pair {text!r}: the {name} backend cannot be the {role} of a pair: it cannot hand its "
-            f"encoder states over as an array (pairable backends: {', '.join(pairable())})"
+            f"pair {text!r}: the {name} backend cannot be the {role} of a pair: it cannot {cannot} "
+            f"(pairable backends: {', '.join(pairable())})"
         )
     if precision is not None and precision not in declared.accepted_precisions:
         raise ConfigError(
