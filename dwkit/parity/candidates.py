@@ -78,7 +78,7 @@ class Candidate:
     def _pair_precision(self) -> str:
         """A pair is gated at the thresholds of its looser side (hf:bf16+ct2:int8: int8's)."""
         from dwkit.parity.config import ParityConfig
-        from dwkit.runtimes import backend_of, spec
+        from dwkit.runtimes import backend_of
 
         pair = PairSpec.parse(self.backend)
         if backend_of(self.path) != "hf":
@@ -86,10 +86,7 @@ class Candidate:
                 f"candidate {self.spec!r}: a pair is gated from the transformers checkpoint; "
                 f"{self.path} is a {backend_of(self.path)} model"
             )
-        precisions = [
-            side.precision or spec(side.backend).default_precision or BASELINE_PRECISION
-            for side in (pair.encoder, pair.decoder)
-        ]
+        precisions = [side.resolved_precision() for side in (pair.encoder, pair.decoder)]
         config = ParityConfig.load()
         order = list(config.data["thresholds"])
         return max(precisions, key=lambda p: order.index(config.precision_table(p)))
