@@ -61,6 +61,18 @@ class Side:
     def text(self) -> str:
         return self.backend if self.precision is None else f"{self.backend}:{self.precision}"
 
+    def resolved_precision(self) -> str:
+        """The precision it runs at: as given, else the backend's default, else its most faithful."""
+        from dwkit.runtimes import registry
+
+        declared = registry.spec(self.backend)
+        return (
+            self.precision
+            or declared.default_precision
+            or declared.parity_precision
+            or declared.precisions[0]
+        )
+
 
 @dataclass(frozen=True)
 class PairSpec:
@@ -236,13 +248,13 @@ def load_pair(model_dir: Path, pair: PairSpec, config: RuntimeConfig) -> Backend
     if pair.encoder == pair.decoder and dirs["encoder"] == dirs["decoder"]:
         side = pair.encoder
         return registry.load(
-            dirs["encoder"], side.backend, replace(config, precision=side.precision, options={})
+            dirs["encoder"], side.backend, replace(config, precision=side.resolved_precision(), options={})
         )
     opened: list[Backend] = []
     try:
         for role in SIDES:
             side = pair.side(role)
-            runtime = replace(config, precision=side.precision, options={})
+            runtime = replace(config, precision=side.resolved_precision(), options={})
             opened.append(registry.load(dirs[role], side.backend, runtime))
         return PairBackend(pair, *opened)
     except BaseException:
@@ -257,8 +269,7 @@ def _side_dir(model_dir: Path, pair: PairSpec, role: str, given: Any) -> Path:
     if given:
         return Path(str(given)).expanduser()
     side = pair.side(role)
-    precision = side.precision or registry.spec(side.backend).default_precision or "default"
-    target = conversion_of(side.backend, precision)
+    target = conversion_of(side.backend, side.resolved_precision())
     found = registry.backend_of(model_dir)
     if target is None or found == target[0]:
         return model_dir
