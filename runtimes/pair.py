@@ -271,9 +271,9 @@ def _side_dir(model_dir: Path, pair: PairSpec, role: str, given: Any) -> Path:
     side = pair.side(role)
     target = conversion_of(side.backend, side.resolved_precision())
     found = registry.backend_of(model_dir)
-    if target is None or found == target[0]:
+    if found == (target[0] if target else "hf"):
         return model_dir
-    if found != "hf":
+    if found != "hf" or target is None:
         raise ModelError(
             f"pair {pair.text}: {model_dir} is a {found} model; a pair runs from the transformers "
             f"checkpoint (its {role} is converted once, cached), or give both directories with "
