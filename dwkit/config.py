@@ -35,12 +35,17 @@ Validation names the key and where its value came from, and covers the values th
 impossible: trt without an NVIDIA GPU or TensorRT, ggml off the CPU, a backend that does not
 match the model directory's format, a precision the backend (or the converted model) does
 not have. `backend = "auto"` picks the best backend usable here for the model directory
-(the registry's runners of its format, by `auto_rank`) and logs its choice and why at INFO.
+(the registry's runners of its format, by `auto_rank`) and logs its choice and why at INFO;
+for a large transformers checkpoint on the CPU it runs the configuration measured fastest for
+this kind of CPU instead (dwkit/data/auto_choice.toml, dwkit.cpu_choice), e.g. the pair
+hf:bf16+ct2:int8 on AMX. A pair is `backend = "ENC:PREC+DEC:PREC"` or the [encoder] and
+[decoder] tables (backend, precision), runtimes/pair.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -48,7 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dwkit import runtimes
+from dwkit import cpu_choice, runtimes
+from dwkit.cpu_choice import CpuChoice
 from dwkit.decoding.assisted import DraftOptions
 from dwkit.decoding.options import DecodeOptions
 from dwkit.decoding.speculative import beam_problem
@@ -310,6 +316,14 @@ class Config:
                 self.resolved_backend, self.backend_reason = self.backend, "set in the config"
             return
         found = self._model_format(directory)
+        choice = self._cpu_choice(found, directory) if self.backend == "auto" else None
+        if choice is not None:
+            spec = (
+                choice.spec if is_pair(choice.spec) else f"{choice.spec}+{choice.spec}"
+            )  # equal sides: one backend
+            self.resolved_backend, self.backend_reason = spec, choice.explain()
+            logger.info("backend auto: chose %s for %s (%s)", choice.spec, directory, self.backend_reason)
+            return
         if self.backend == "auto":
             name, reason = self._choose_backend(found, directory)
             self.resolved_backend, self.backend_reason = name, reason
@@ -449,6 +463,19 @@ class Config:
             f'{self.origin("backend")}: backend = "auto": no backend for this {found} model is usable '
             f"on {self.device} here ({'; '.join(skipped)})"
         )
+
+    def _cpu_choice(self, found: str, directory: Path) -> CpuChoice | None:
+        """The CPU's fastest configuration (dwkit/data/auto_choice.toml) for a large transformers
+        checkpoint on the CPU with no precision set; None: the directory's own format."""
+        if found != "hf" or self.precision is not None or self.device != "cpu":
+            return None
+        try:
+            width = int(json.loads((directory / "config.json").read_text()).get("d_model", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None  # not readable here: the loader reports it
+        if width < cpu_choice.min_d_model():
+            return None
+        return cpu_choice.choose(backend_unavailable_reason, self.device)
 
     def _check_precision(self, backend: str, directory: Path | None) -> None:
         if self.precision is None:
