@@ -44,18 +44,9 @@ def test_backend_and_tables_give_the_same_pair(checkpoint: Path) -> None:
     ("keys", "message"),
     [
         ({"backend": "tf:bf16+ct2:int8"}, r"unknown encoder backend 'tf'; choose one of hf, ct2"),
-        (
-            {"backend": "hf+ggml:q8_0"},
-            r"ggml backend cannot be the decoder of a pair: it cannot take encoder states",
-        ),
-        (
-            {"backend": "ggml+hf"},
-            r"ggml backend cannot be the encoder of a pair: it cannot hand its encoder states",
-        ),
-        (
-            {"backend": "hf:int8+ct2"},
-            r"'int8' is not a hf precision \(encoder\); choose one of fp32, bf16, fp16",
-        ),
+        ({"backend": "hf+ggml:q8_0"}, r"ggml backend cannot be the decoder of a pair: it cannot take"),
+        ({"backend": "ggml+hf"}, r"ggml backend cannot be the encoder of a pair: it cannot hand"),
+        ({"backend": "hf:int8+ct2"}, r"'int8' is not a hf precision \(encoder\); choose one of fp32"),
         ({"backend": "hf+ct2:q4_0"}, r"'q4_0' is not a ct2 precision \(decoder\)"),
         ({"backend": "hf+ct2+onnx"}, r"expected ENCODER\[:PRECISION\]\+DECODER\[:PRECISION\]"),
         (
