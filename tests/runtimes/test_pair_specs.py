@@ -116,3 +116,22 @@ def test_bench_pair_specs_convert_only_the_side_the_checkpoint_lacks() -> None:
         parse_backends("hf+ct2+draft")
     with pytest.raises(ConfigError, match=r"backend spec 'hf\+ggml': .*ggml backend cannot be the decoder"):
         parse_backends("hf+ggml")
+
+
+def test_a_bench_pair_runs_from_the_checkpoint_with_its_converted_side(tmp_path: Path) -> None:
+    from dwkit.bench.convert import Conversions
+    from dwkit.bench.plan import plan_targets
+
+    config = BenchConfig(model="tiny.en", backends=parse_backends("hf:bf16+ct2:int8"), modes=("sequential",))
+    converted = Conversions()
+    converted.dirs[("ct2", "int8")] = tmp_path / "ct2-int8"
+    targets = plan_targets(config, tmp_path / "ckpt", converted, [])
+    pair = targets[1]
+    assert (pair.label, pair.model_dir, pair.error) == ("hf bf16 + ct2 int8", tmp_path / "ckpt", None)
+    assert pair.options == {"decoder_model": str(tmp_path / "ct2-int8")}
+    failed = Conversions()
+    failed.errors[("ct2", "int8")] = "out of memory"
+    assert (
+        plan_targets(config, tmp_path / "ckpt", failed, [])[1].error
+        == "conversion to ct2 int8 failed: out of memory"
+    )
