@@ -207,6 +207,11 @@ class PairBackend:
     def next_token_logits(self, enc: EncoderOutput, prompts: list[list[int]]) -> np.ndarray:
         return self.decoder.next_token_logits(enc, prompts)  # type: ignore[attr-defined, no-any-return]
 
+    def encoder_digest(self) -> str | None:
+        """Unknown: the states are another backend's encoder's, whatever the decoder side's
+        own encoder is, so a draft model never takes them for its own."""
+        return None
+
     def __getattr__(self, name: str) -> Any:
         """The decoder side's optional surface (step/start/reorder, align, cross_attentions):
         word timestamps and the parity probe ask the decoder, which holds the states."""
