@@ -35,12 +35,17 @@ Validation names the key and where its value came from, and covers the values th
 impossible: trt without an NVIDIA GPU or TensorRT, ggml off the CPU, a backend that does not
 match the model directory's format, a precision the backend (or the converted model) does
 not have. `backend = "auto"` picks the best backend usable here for the model directory
-(the registry's runners of its format, by `auto_rank`) and logs its choice and why at INFO.
+(the registry's runners of its format, by `auto_rank`) and logs its choice and why at INFO;
+for a large transformers checkpoint on the CPU it runs the configuration measured fastest for
+this kind of CPU instead (dwkit/data/auto_choice.toml, dwkit.cpu_choice), e.g. the pair
+hf:bf16+ct2:int8 on AMX. A pair is `backend = "ENC:PREC+DEC:PREC"` or the [encoder] and
+[decoder] tables (backend, precision), runtimes/pair.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -48,13 +53,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dwkit import runtimes
+from dwkit import cpu_choice, runtimes
+from dwkit.cpu_choice import CpuChoice
 from dwkit.decoding.assisted import DraftOptions
 from dwkit.decoding.options import DecodeOptions
 from dwkit.decoding.speculative import beam_problem
 from dwkit.errors import ConfigError, ModelError
 from dwkit.longform.options import LongformOptions
 from dwkit.runtimes.base import RuntimeConfig
+from dwkit.runtimes.pair import SIDES, PairSpec, Side, is_pair
 from dwkit.schema import describe, hints, key_fields, make, option, read_value, same_as, spec_of, table_class
 from dwkit.schema import show as _show
 from dwkit.tomlfile import read_toml_file
@@ -87,6 +94,15 @@ class BatchSection:
 
 
 @dataclass
+class PairSideSection:
+    """`[encoder]` / `[decoder]`: an encoder/decoder pair (runtimes/pair.py), each half on its
+    own backend, from one checkpoint; the same as `backend = "ENC:PREC+DEC:PREC"`."""
+
+    backend: str | None = option(None, help="the backend that runs this half (hf, ct2, onnx)")
+    precision: str | None = option(None, help="that backend's own precision name; unset: its default")
+
+
+@dataclass
 class ServeSection:
     """`[serve]`: `dwkit serve`'s address, limits and dynamic batching (dwkit.serve)."""
 
@@ -108,6 +124,8 @@ TABLES: dict[str, type] = {
     "decode": DecodeSection,
     "longform": LongformSection,
     "draft": DraftSection,
+    "encoder": PairSideSection,
+    "decoder": PairSideSection,
     "batch": BatchSection,
     "serve": ServeSection,
 }
@@ -148,11 +166,14 @@ class Config:
     decode: DecodeSection = field(default_factory=DecodeSection)  # type: ignore[valid-type]
     longform: LongformSection = field(default_factory=LongformSection)  # type: ignore[valid-type]
     draft: DraftSection = field(default_factory=DraftSection)  # type: ignore[valid-type]
+    encoder: PairSideSection = field(default_factory=PairSideSection)
+    decoder: PairSideSection = field(default_factory=PairSideSection)
     batch: BatchSection = field(default_factory=BatchSection)
     serve: ServeSection = field(default_factory=ServeSection)
     # Not keys: where the values came from, and what `check` resolved.
     source: Path | None = field(default=None, compare=False, repr=False)
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    pair: PairSpec | None = field(default=None, init=False, compare=False, repr=False)  # set by _check_values
     resolved_backend: str | None = field(default=None, init=False, compare=False)
     backend_reason: str | None = field(default=None, init=False, compare=False, repr=False)
 
@@ -285,6 +306,9 @@ class Config:
         when it is a local directory (a hub id is checked once `resolve_model` fetched it).
         """
         directory = Path(model_dir) if model_dir is not None else self.local_model_dir()
+        if self.pair is not None:
+            self._check_pair(self.pair)
+            return
         self._check_machine(self.backend)
         if directory is None:
             if self.backend != "auto":
@@ -292,6 +316,14 @@ class Config:
                 self.resolved_backend, self.backend_reason = self.backend, "set in the config"
             return
         found = self._model_format(directory)
+        choice = self._cpu_choice(found, directory) if self.backend == "auto" else None
+        if choice is not None:
+            spec = (
+                choice.spec if is_pair(choice.spec) else f"{choice.spec}+{choice.spec}"
+            )  # equal sides: one backend
+            self.resolved_backend, self.backend_reason = spec, choice.explain()
+            logger.info("backend auto: chose %s for %s (%s)", choice.spec, directory, self.backend_reason)
+            return
         if self.backend == "auto":
             name, reason = self._choose_backend(found, directory)
             self.resolved_backend, self.backend_reason = name, reason
@@ -333,11 +365,60 @@ class Config:
         problem = beam_problem(self.decode.beam_size) if self.draft.model else None
         if problem:
             raise ConfigError(f"{self.origin('decode.beam_size')}: {problem}")
-        if self.backend != "auto":
-            kind = "cuda" if self.device.startswith("cuda") else "cpu"
-            if kind not in runtimes.spec(self.backend).devices:
-                problem = runtimes.machine_problem(self.backend, self.device)
+        self.pair = self._pair_spec()
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        for name in self._named_backends():
+            if kind not in runtimes.spec(name).devices:
+                problem = runtimes.machine_problem(name, self.device)
                 raise ConfigError(f"{self.origin('device')}: device = {_show(self.device)}: {problem}")
+
+    def _named_backends(self) -> list[str]:
+        """The backends the config names: none for auto, both sides of a pair."""
+        if self.pair is not None:
+            return list(dict.fromkeys((self.pair.encoder.backend, self.pair.decoder.backend)))
+        return [] if self.backend == "auto" else [self.backend]
+
+    def _pair_spec(self) -> PairSpec | None:
+        """The encoder/decoder pair set by `backend = "A:P+B:Q"` or by [encoder] and [decoder]."""
+        tables = {role: getattr(self, role) for role in SIDES}
+        named = [role for role, table in tables.items() if table.backend or table.precision]
+        if is_pair(self.backend):
+            if named:
+                raise ConfigError(
+                    f"{self.origin(named[0] + '.backend')}: [{named[0]}] and backend = {_show(self.backend)} "
+                    "both set the pair; keep one"
+                )
+            try:
+                pair = PairSpec.parse(self.backend)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{self.origin('backend')}: backend = {_show(self.backend)}: {exc}"
+                ) from exc
+        elif named:
+            unset = [role for role, table in tables.items() if not table.backend]
+            if unset:
+                raise ConfigError(
+                    f"{self.origin(named[0] + '.' + ('backend' if named[0] in unset else 'precision'))}: "
+                    f"{unset[0]}.backend: not set; a pair needs both [encoder] and [decoder] backend"
+                )
+            if self.backend != "auto":
+                raise ConfigError(
+                    f"{self.origin('backend')}: backend = {_show(self.backend)} and the [encoder]/[decoder] "
+                    'tables both choose the backend; leave backend out (or "auto") for a pair'
+                )
+            sides = [Side(str(t.backend), t.precision) for t in tables.values()]
+            try:
+                pair = PairSpec.of(*sides)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.origin('encoder.backend')}: {exc}") from exc
+        else:
+            return None
+        if self.precision is not None:
+            raise ConfigError(
+                f"{self.origin('precision')}: precision = {_show(self.precision)} with the pair {pair.text}: "
+                "a pair sets a precision per side (hf:bf16+ct2:int8, or precision in [encoder]/[decoder])"
+            )
+        return pair
 
     def _check_machine(self, backend: str) -> None:
         """A backend set by name must have its device and libraries here (nothing is imported)."""
@@ -346,6 +427,19 @@ class Config:
         problem = runtimes.machine_problem(backend, self.device)
         if problem:
             raise ConfigError(f"{self.origin('backend')}: backend = {_show(backend)}: {problem}")
+
+    def _check_pair(self, pair: PairSpec) -> None:
+        """Both sides' machine and precision; the directories are the pair loader's (it
+        converts the sides a checkpoint does not hold, or reads the directories given)."""
+        for role in SIDES:
+            side = pair.side(role)
+            self._check_machine(side.backend)
+            problem = side.precision and runtimes.spec(side.backend).precision_problem(
+                side.precision, self.device
+            )
+            if problem:
+                raise ConfigError(f"{self.origin('backend')}: pair {pair.text}: {role} precision {problem}")
+        self.resolved_backend, self.backend_reason = pair.text, "an encoder/decoder pair set in the config"
 
     def _model_format(self, directory: Path) -> str:
         from dwkit.runtimes import backend_of
@@ -369,6 +463,19 @@ class Config:
             f'{self.origin("backend")}: backend = "auto": no backend for this {found} model is usable '
             f"on {self.device} here ({'; '.join(skipped)})"
         )
+
+    def _cpu_choice(self, found: str, directory: Path) -> CpuChoice | None:
+        """The CPU's fastest configuration (dwkit/data/auto_choice.toml) for a large transformers
+        checkpoint on the CPU with no precision set; None: the directory's own format."""
+        if found != "hf" or self.precision is not None or self.device != "cpu":
+            return None
+        try:
+            width = int(json.loads((directory / "config.json").read_text()).get("d_model", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None  # not readable here: the loader reports it
+        if width < cpu_choice.min_d_model():
+            return None
+        return cpu_choice.choose(backend_unavailable_reason, self.device)
 
     def _check_precision(self, backend: str, directory: Path | None) -> None:
         if self.precision is None:
@@ -431,7 +538,10 @@ def _set(
         known = ", ".join(fields)
         where = f"[{table}]" if table else "top level"
         raise ConfigError(f"{origin}: {name}: unknown key (known keys at {where}: {known})")
-    converted = read_value(value, hints(cls)[key], spec_of(fields[key]), name, origin, from_text)
+    if name == "backend" and isinstance(value, str) and is_pair(value):  # checked as a pair in _check_values
+        converted: Any = value.strip()
+    else:
+        converted = read_value(value, hints(cls)[key], spec_of(fields[key]), name, origin, from_text)
     target = values.setdefault(table, {}) if table else values
     target[key] = converted
     origins[name] = origin

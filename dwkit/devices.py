@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+# The flags that decide which kernels are fastest here (dwkit/data/auto_choice.toml).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
 
 def module_installed(name: str) -> bool:
     """Whether `name` can be imported here, found without importing it (one already imported,
@@ -20,3 +23,17 @@ def nvidia_gpu_present() -> bool:
     if visible is not None and visible.strip() in ("", "-1"):
         return False
     return Path("/dev/nvidiactl").exists() and any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS):
+    what `auto` reads to tell AMX, AVX-512 bf16 and plain AVX2 machines apart."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()

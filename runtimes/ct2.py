@@ -148,6 +148,23 @@ class CT2Backend:
     def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
         return _to_numpy(enc.data)
 
+    def encoder_states_from_array(self, array: np.ndarray) -> EncoderOutput:
+        """Another backend's encoder states (an encoder/decoder pair): generate, detect_language
+        and align take encoded features [batch, frames, d_model] as well as a mel. On the CPU the
+        StorageView shares the array's buffer (it holds a reference to it)."""
+        import ctranslate2
+
+        states = np.ascontiguousarray(array, dtype=np.float32)
+        view = ctranslate2.StorageView.from_array(states)
+        if self.device != "cpu":
+            view = view.to_device(ctranslate2.Device.cuda)
+            loaded = str(self.model.compute_type)  # what "default"/"auto" resolved to
+            if loaded.endswith("float16"):  # float16, int8_float16, bfloat16, int8_bfloat16
+                view = view.to(
+                    ctranslate2.DataType.bfloat16 if "bfloat16" in loaded else ctranslate2.DataType.float16
+                )
+        return EncoderOutput(data=view, batch_size=int(states.shape[0]))
+
     # -- decoder -------------------------------------------------------------------------
 
     def generate(self, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions) -> list[Hypothesis]:

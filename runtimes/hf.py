@@ -92,7 +92,14 @@ class HFBackend(StepBackend):
         return EncoderOutput(data=enc.data.index_select(0, index), batch_size=len(rows))
 
     def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
-        return enc.data.float().cpu().numpy()
+        return enc.data.float().cpu().numpy()  # fp32 on the CPU: the tensor's own buffer
+
+    def encoder_states_from_array(self, array: np.ndarray) -> EncoderOutput:
+        """Another backend's encoder states (an encoder/decoder pair): shares the buffer at fp32 on the CPU."""
+        import torch
+
+        states = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device, self.dtype)
+        return EncoderOutput(data=states, batch_size=int(states.shape[0]))
 
     def start(self, enc: EncoderOutput, batch_index: np.ndarray) -> _Cache:
         import torch

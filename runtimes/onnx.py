@@ -134,6 +134,15 @@ class OnnxBackend(GraphStepBackend):
     def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
         return np.asarray(enc.data.numpy(), dtype=np.float32)
 
+    def encoder_states_from_array(self, array: np.ndarray) -> EncoderOutput:
+        """Another backend's encoder states (an encoder/decoder pair) as an OrtValue: on the CPU
+        it wraps the array's buffer (and keeps the array alive); on a GPU it is one upload."""
+        import onnxruntime as ort
+
+        states = np.ascontiguousarray(array, dtype=np.float32)
+        value = ort.OrtValue.ortvalue_from_numpy(states, self.place.device, self.place.index)
+        return EncoderOutput(data=value, batch_size=int(states.shape[0]))
+
 
 class _OrtRunner:
     """The `GraphRunner` of onnxruntime: every call goes through an IO binding, so cache

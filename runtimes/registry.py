@@ -158,7 +158,12 @@ def load(
     backend: str | None = None,
     config: RuntimeConfig | None = None,
 ) -> Backend:
-    """Open `model_dir` with `backend` (found from the directory when None)."""
+    """Open `model_dir` with `backend` (found from the directory when None); a pair spec
+    (`hf:bf16+ct2:int8`, runtimes/pair.py) opens the encoder and the decoder side from it."""
+    from dwkit.runtimes import pair
+
+    if pair.is_pair(backend):
+        return pair.load_pair(Path(model_dir), pair.PairSpec.parse(str(backend)), config or RuntimeConfig())
     found = backend_of(model_dir)
     s = spec(backend) if backend is not None else default_runner(found, model_dir)
     config = config or RuntimeConfig()

@@ -13,6 +13,7 @@ from typing import Any
 from dwkit.bench.goal import Goal
 from dwkit.errors import ConfigError
 from dwkit.longform.options import MODES
+from dwkit.runtimes.pair import PairSpec, Side, is_pair
 from dwkit.tomlfile import read_toml_file
 
 BASELINE = ("hf", "fp32")
@@ -53,10 +54,14 @@ class SystemSpec:
 
     @property
     def label(self) -> str:
+        if is_pair(self.backend):  # precision is the sides' ("bf16+int8"); the label names both
+            return PairSpec.parse(self.backend).label
         return f"{self.backend} {self.precision}" + (f" {DRAFT_SUFFIX}" if self.draft else "")
 
     @property
     def text(self) -> str:
+        if is_pair(self.backend):
+            return self.backend
         return f"{self.backend}:{self.precision}" + (DRAFT_SUFFIX if self.draft else "")
 
     @property
@@ -81,6 +86,9 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
         if not item:
             continue
         drafted = item.endswith(DRAFT_SUFFIX)
+        if is_pair(item.removesuffix(DRAFT_SUFFIX)):  # an encoder/decoder pair, hf:bf16+ct2:int8
+            parsed.append(pair_system(item, drafted))
+            continue
         name, _, precision = item.removesuffix(DRAFT_SUFFIX).partition(":")
         if name not in names():
             raise ConfigError(
@@ -100,6 +108,19 @@ def parse_backends(specs: str | list[str]) -> list[SystemSpec]:
             parsed.append(spec)
     baseline = SystemSpec(*BASELINE)
     return [baseline] + [s for s in parsed if s != baseline]
+
+
+def pair_system(item: str, drafted: bool) -> SystemSpec:
+    """An encoder/decoder pair as a system: each side at its own precision (runtimes/pair.py)."""
+    if drafted:
+        raise ConfigError(f"backend spec {item!r}: a pair cannot decode with a draft model")
+    try:
+        pair = PairSpec.parse(item)
+    except ConfigError as exc:
+        raise ConfigError(f"backend spec {item!r}: {exc}") from exc
+    sides = (pair.encoder, pair.decoder)
+    full = PairSpec.of(*(Side(s.backend, s.resolved_precision()) for s in sides))
+    return SystemSpec(full.text, "+".join(s.resolved_precision() for s in sides))
 
 
 @dataclass

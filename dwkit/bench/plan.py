@@ -3,11 +3,12 @@ conversions the backend specs need, and every (system, mode) row in order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dwkit.bench.config import DRAFT_SUFFIX, PEERS, BenchConfig, SystemSpec
 from dwkit.bench.convert import Conversions
+from dwkit.runtimes.pair import SIDES, PairSpec, conversion_of, is_pair
 
 
 @dataclass
@@ -21,9 +22,13 @@ class Target:
     model_dir: Path | None
     error: str | None = None
     draft_dir: Path | None = None  # speculative decoding with this draft model
+    # A pair's converted sides (runtimes/pair.py's encoder_model / decoder_model options).
+    options: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
+        if self.system == "dwkit" and is_pair(self.backend):
+            return SystemSpec(self.backend, self.precision).label
         if self.system == "dwkit":
             return f"{self.backend} {self.precision}" + (f" {DRAFT_SUFFIX}" if self.draft_dir else "")
         return f"{self.system} {self.precision}"
@@ -68,23 +73,20 @@ def faster_whisper_precisions(config: BenchConfig) -> list[str]:
 
 
 def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
-    """(format, precision) to convert to for `spec`; None for transformers itself.
+    """(format, precision) to convert to for a one-backend `spec`; None for transformers itself."""
+    return conversion_of(spec.backend, spec.precision)
 
-    CTranslate2 quantises when converting and again at load time: a compute type its
-    converter knows is converted to directly (its size on disk is then the real one); any
-    other (int16, ...) runs from the converter's default float16 directory.
-    """
-    from dwkit.runtimes import spec as declaration
 
-    formats = declaration(spec.backend).formats
-    if "hf" in formats:
-        return None  # runs the transformers checkpoint itself
-    if spec.backend == "ct2":
-        from dwkit.converters import FORMATS
-
-        ct2 = FORMATS["ct2"]
-        return ("ct2", spec.precision if spec.precision in ct2.precisions else ct2.default_precision)
-    return (formats[-1], spec.precision)  # trt reads (trt, onnx): it builds its engines from onnx
+def conversions_for(spec: SystemSpec) -> dict[str, tuple[str, str]]:
+    """The conversions a system runs on, by role: "model" for one backend, "encoder" /
+    "decoder" for the sides of a pair that are not the checkpoint's own format."""
+    if not is_pair(spec.backend):
+        found = conversion_for(spec)
+        return {} if found is None else {"model": found}
+    pair = PairSpec.parse(spec.backend)
+    sides = {role: pair.side(role) for role in SIDES}
+    found = {role: conversion_of(s.backend, s.resolved_precision()) for role, s in sides.items()}
+    return {role: c for role, c in found.items() if c is not None}
 
 
 def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
@@ -92,7 +94,7 @@ def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str,
     specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
     if config.draft_spec is not None and any(s.draft for s in config.backends):
         specs.append(config.draft_spec)
-    wanted = [c for c in (conversion_for(s) for s in specs) if c is not None]
+    wanted = [c for s in specs for c in conversions_for(s).values()]
     return sorted(set(wanted), key=lambda c: (c[0], c[1] != "fp32", c[1]))
 
 
@@ -119,18 +121,18 @@ def plan_targets(
 
 
 def _target(system: str, spec: SystemSpec, mode: str, model_dir: Path, conversions: Conversions) -> Target:
-    """`spec` run by `system` on its converted directory (an error when the conversion failed)."""
-    converted = conversion_for(spec)
-    if converted is None:
-        return Target(system, spec.backend, spec.precision, mode, model_dir)
-    return Target(
-        system,
-        spec.backend,
-        spec.precision,
-        mode,
-        conversions.dirs.get(converted),
-        error=conversions.error(converted),
-    )
+    """`spec` run by `system` on its converted directory (an error when the conversion failed);
+    a pair runs from the checkpoint with its converted sides as options."""
+    needed = conversions_for(spec)
+    target = Target(system, spec.backend, spec.precision, mode, model_dir)
+    for role, converted in needed.items():
+        target.error = target.error or conversions.error(converted)
+        found = conversions.dirs.get(converted)
+        if role == "model":
+            target.model_dir = found
+        elif found is not None:
+            target.options[f"{role}_model"] = str(found)
+    return target
 
 
 def job_count(config: BenchConfig, peers: list[str]) -> int:

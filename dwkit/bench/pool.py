@@ -56,6 +56,7 @@ def _run_job(target: Target, config: BenchConfig, audio_files: list[Path], threa
         "draft_precision": target.precision if config.draft == STUDENT and target.backend == "hf" else None,
         "draft_tokens": config.draft_tokens,
         "draft_adaptive": config.draft_adaptive,
+        "runtime_options": target.options,  # a pair's converted sides
     }
 
 

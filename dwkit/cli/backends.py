@@ -22,8 +22,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(render(rows), end="")
+        print(render(rows) + render_auto(next((r["auto"] for r in rows if r.get("auto")), None)), end="")
     return 0
+
+
+def auto_choice() -> dict[str, Any] | None:
+    """What `backend = "auto"` runs a large transformers checkpoint on here, and why."""
+    from dwkit import cpu_choice, devices, runtimes
+
+    choice = cpu_choice.choose(runtimes.unavailable_reason)
+    if choice is None:
+        return None
+    flags = devices.cpu_flags()
+    shown = [flag for flag in devices.CPU_FEATURES if flag in flags]
+    return {**choice.to_dict(), "min_d_model": cpu_choice.min_d_model(), "cpu_flags": shown}
+
+
+def render_auto(choice: dict[str, Any] | None) -> str:
+    """The auto line under the table: the CPU's kind, the chosen spec and the measured reason."""
+    if choice is None:
+        return "\nauto: no backend usable here for transformers checkpoints\n"
+    skipped = f"; skipped {'; '.join(choice['skipped'])}" if choice["skipped"] else ""
+    return (
+        f"\nauto on this CPU ({', '.join(choice['cpu_flags']) or 'no AVX2'}: kind {choice['kind']}) runs "
+        f"transformers checkpoints with d_model >= {choice['min_d_model']} as {choice['spec']}: "
+        f"{choice['reason']}{skipped}. Smaller checkpoints and converted directories run on their own format.\n"
+    )
 
 
 def survey() -> list[dict[str, Any]]:
@@ -33,6 +57,7 @@ def survey() -> list[dict[str, Any]]:
 
     gpu = devices.nvidia_gpu_present()
     table = runtimes.declarations()
+    choice = auto_choice()
     rows = []
     for name, declared in table.specs.items():
         usable, reasons = [], []
@@ -55,6 +80,8 @@ def survey() -> list[dict[str, Any]]:
                 "extra": declared.extra,
                 "summary": declared.summary,
                 "reason": None if usable else "; ".join(reasons),
+                # what auto runs a large transformers checkpoint on (the hf row's)
+                "auto": choice if name == "hf" else None,
             }
         )
     for name, reason in table.broken.items():

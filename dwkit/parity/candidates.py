@@ -1,12 +1,19 @@
-"""A candidate of the gate: `BACKEND:PATH[:PRECISION]`, and the checks made before anything runs."""
+"""A candidate of the gate: `BACKEND:PATH[:PRECISION]` or an encoder/decoder pair
+`ENC[:PREC]+DEC[:PREC]:PATH` (runtimes/pair.py; PATH is the transformers checkpoint), and the
+checks made before anything runs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from dwkit.errors import ConfigError, ModelError
 from dwkit.parity.config import BASELINE_PRECISION
+from dwkit.runtimes.pair import PairSpec, is_pair
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_PAIR = re.compile(rf"^({_NAME}(?::{_NAME})?\+{_NAME}(?::{_NAME})?):(.+)$")
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,10 @@ class Candidate:
     def parse(cls, spec: str) -> Candidate:
         from dwkit.runtimes import names
 
+        paired = _PAIR.match(spec) if "+" in spec.split("/")[0] else None
+        if paired:
+            pair = PairSpec.parse(paired.group(1))
+            return cls(pair.text, Path(paired.group(2)).expanduser(), None, spec)
         backend, sep, rest = spec.partition(":")
         if not sep or not rest or backend not in names():
             raise ConfigError(
@@ -40,6 +51,8 @@ class Candidate:
 
         if not self.path.is_dir():
             raise ModelError(f"candidate {self.spec!r}: {self.path}: no such model directory")
+        if is_pair(self.backend):
+            return self._pair_precision()
         found = backend_of(self.path)
         declared = spec(self.backend)
         if found not in declared.formats:
@@ -62,12 +75,31 @@ class Candidate:
             )
         return str(stored)
 
+    def _pair_precision(self) -> str:
+        """A pair is gated at the thresholds of its looser side (hf:bf16+ct2:int8: int8's)."""
+        from dwkit.parity.config import ParityConfig
+        from dwkit.runtimes import backend_of
+
+        pair = PairSpec.parse(self.backend)
+        if backend_of(self.path) != "hf":
+            raise ConfigError(
+                f"candidate {self.spec!r}: a pair is gated from the transformers checkpoint; "
+                f"{self.path} is a {backend_of(self.path)} model"
+            )
+        precisions = [side.resolved_precision() for side in (pair.encoder, pair.decoder)]
+        config = ParityConfig.load()
+        order = list(config.data["thresholds"])
+        return max(precisions, key=lambda p: order.index(config.precision_table(p)))
+
 
 def check_available(backend: str) -> None:
-    """Raise BackendUnavailable, with its reason, when `backend` cannot run on this machine."""
+    """Raise BackendUnavailable, with its reason, when `backend` (or a side of a pair) cannot
+    run on this machine."""
     from dwkit.errors import BackendUnavailable
     from dwkit.runtimes import unavailable_reason
 
-    reason = unavailable_reason(backend)
-    if reason:
-        raise BackendUnavailable(f"backend {backend}: {reason}")
+    pair = PairSpec.parse(backend) if is_pair(backend) else None
+    for name in (pair.encoder.backend, pair.decoder.backend) if pair else (backend,):
+        reason = unavailable_reason(name)
+        if reason:
+            raise BackendUnavailable(f"backend {name}: {reason}")
