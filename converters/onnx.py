@@ -47,9 +47,9 @@ from dwkit.manifest import read_manifest, weights_checksum
 from dwkit.onnx_check import inspect_graph
 from dwkit.onnx_graphs import (
     BATCH,
+    DECODER_ALIGN,
     DECODER_INIT,
     DECODER_STEP,
-    DECODER_ALIGN,
     DEFAULT_OPSET,
     INPUT_IDS,
     MIN_OPSET,

@@ -161,7 +161,12 @@ class _OrtRunner:
     OrtValues stay on the execution device and only token ids and logits cross to the host."""
 
     def __init__(
-        self, sessions: dict[str, Any], gather: Any, layers: int, place: _Place, align: Callable[[], Any] | str
+        self,
+        sessions: dict[str, Any],
+        gather: Any,
+        layers: int,
+        place: _Place,
+        align: Callable[[], Any] | str,
     ):
         self.sessions = sessions
         self.gather = gather

@@ -128,7 +128,9 @@ def test_cross_attentions_match_transformers_on_real_speech(
     info = backend.info
     enc = backend.encode(np.concatenate([speech_mel, speech_mel * 0.5]))  # row 1 differs from row 0
     prompt = [info.sot, info.no_timestamps]
-    text = backend.generate(enc, [prompt, prompt], DecodeOptions(max_new_tokens=24, without_timestamps=True))[1]
+    text = backend.generate(enc, [prompt, prompt], DecodeOptions(max_new_tokens=24, without_timestamps=True))[
+        1
+    ]
     tokens = [*prompt, *[t for t in text.tokens if t < info.eot], info.eot]
     heads = [(int(layer), int(head)) for layer, head in info.alignment_heads]
     assert heads, "tiny.en's generation config carries alignment heads"
@@ -144,7 +146,9 @@ def test_cross_attentions_match_transformers_on_real_speech(
     reference = torch.stack([out.cross_attentions[layer][0, head] for layer, head in heads]).numpy()
     assert weights.dtype == np.float32 and weights.shape == (len(heads), len(tokens), info.n_audio_ctx)
     assert logits.shape == (len(tokens), info.vocab_size)
-    print(f"\ntiny.en onnx fp32 vs transformers eager: cross-attention {np.abs(weights - reference).max():.1e}")
+    print(
+        f"\ntiny.en onnx fp32 vs transformers eager: cross-attention {np.abs(weights - reference).max():.1e}"
+    )
     assert np.abs(weights - reference).max() < WEIGHTS_ATOL
     assert np.abs(logits - out.logits[0].numpy()).max() < LOGITS_ATOL
 
