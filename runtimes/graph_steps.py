@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dwkit.errors import ModelError
+from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, StepBackend
 
 
@@ -67,6 +68,16 @@ class GraphCache:
     self_kv: list[Any] | None = None  # kv_names order
     cross_kv: list[Any] | None = None
     context: Any = None  # GraphRunner.step_context of cross_kv
+
+
+def check_heads(info: ModelInfo, heads: list[tuple[int, int]]) -> None:
+    """Refuse (decoder layer, head) pairs the model does not have, before a runtime indexes them."""
+    layers, per_layer = info.decoder_layers, info.decoder_heads
+    bad = [(layer, head) for layer, head in heads if not (0 <= layer < layers and 0 <= head < per_layer)]
+    if bad:
+        raise ModelError(
+            f"alignment heads {bad} are outside this model's {layers} decoder layers x {per_layer} heads"
+        )
 
 
 class GraphStepBackend(StepBackend):
@@ -123,12 +134,7 @@ class GraphStepBackend(StepBackend):
     def cross_attentions(
         self, enc: EncoderOutput, row: int, tokens: list[int], heads: list[tuple[int, int]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        layers, per_layer = self.info.decoder_layers, self.info.decoder_heads
-        bad = [(layer, head) for layer, head in heads if not (0 <= layer < layers and 0 <= head < per_layer)]
-        if bad:
-            raise ModelError(
-                f"alignment heads {bad} are outside this model's {layers} decoder layers x {per_layer} heads"
-            )
+        check_heads(self.info, heads)
         states = self.runner.gather([enc.data], np.array([row], dtype=np.int64))[0]
         logits, weights = self.runner.decoder_align(np.array([tokens], dtype=np.int64), states)
         pick = np.array(heads, dtype=np.int64).reshape(-1, 2)
