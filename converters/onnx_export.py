@@ -128,16 +128,11 @@ def _wrappers() -> dict[str, type]:
             logits = self.proj_out(out.last_hidden_state)
             return (logits, *_flatten(cache.self_attention_cache))
 
-    class DecoderAlignGraph(torch.nn.Module):
+    class DecoderAlignGraph(DecoderInitGraph):
         """Teacher-forced tokens in one pass: logits and every layer's cross-attention weights
         [batch, layers, heads, tokens, frames] (no cache: nothing follows this pass)."""
 
-        def __init__(self, model: Any):
-            super().__init__()
-            self.decoder = model.model.decoder
-            self.proj_out = model.proj_out
-
-        def forward(
+        def forward(  # type: ignore[override]
             self, input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor]:
             out = self.decoder(

@@ -18,11 +18,9 @@ from dwkit.audio import load_audio  # noqa: E402
 from dwkit.converters import convert  # noqa: E402
 from dwkit.decoding.options import DecodeOptions  # noqa: E402
 from dwkit.errors import ModelError  # noqa: E402
-from dwkit.features import log_mel  # noqa: E402
 from dwkit.manifest import read_manifest  # noqa: E402
 from dwkit.runtimes import load  # noqa: E402
 from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
-from tests.converters.test_onnx import converted  # noqa: E402
 
 RUNTIME = RuntimeConfig(threads=2)
 # f16 whisper.cpp against fp32 onnxruntime: token probabilities (measured ~1e-3) and DTW jump
@@ -40,11 +38,10 @@ def ggml_f16(tiny_en_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # ty
 
 
 @pytest.fixture(scope="module")
-def window(tiny_en_dir: Path, dwkit_cache: Path, speech_short):  # type: ignore[no-untyped-def]
+def window(tiny_words_onnx: Path, speech_short, speech_mel: np.ndarray):  # type: ignore[no-untyped-def]
     """speech_short's window, its mel frames, and the onnx fp32 backend's greedy text for it."""
-    audio = load_audio(speech_short[0])
-    mel = log_mel(audio, 80)[None]
-    onnx = load(converted(tiny_en_dir, "fp32", dwkit_cache, word_timestamps=True), config=RUNTIME)
+    audio, mel = load_audio(speech_short[0]), speech_mel
+    onnx = load(tiny_words_onnx, config=RUNTIME)
     info = onnx.info
     prompt = [info.sot, info.no_timestamps]
     enc = onnx.encode(mel)

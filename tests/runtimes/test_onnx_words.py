@@ -12,11 +12,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("transformers")
 
-from dwkit.audio import load_audio  # noqa: E402
 from dwkit.cli.dwconvert import entry as dwconvert  # noqa: E402
 from dwkit.decoding.options import DecodeOptions  # noqa: E402
 from dwkit.errors import ModelError  # noqa: E402
-from dwkit.features import log_mel  # noqa: E402
 from dwkit.manifest import read_manifest  # noqa: E402
 from dwkit.onnx_graphs import CROSS_ATTENTIONS, DECODER_ALIGN, GRAPHS, graph_file  # noqa: E402
 from dwkit.runtimes import load  # noqa: E402
@@ -95,16 +93,6 @@ def test_the_alignment_graph_gives_transformers_cross_attentions_at_any_batch_an
 
 
 # -- the backend, on the real tiny.en -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_words_onnx(tiny_en_dir: Path, dwkit_cache: Path) -> Path:
-    return converted(tiny_en_dir, "fp32", dwkit_cache, word_timestamps=True)
-
-
-@pytest.fixture(scope="module")
-def speech_mel(speech_short) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return log_mel(load_audio(speech_short[0]), 80)[None]
 
 
 def test_the_export_records_the_alignment_graph_and_keeps_the_decoding_graphs(

@@ -16,10 +16,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from dwkit.audio import load_audio  # noqa: E402
 from dwkit.converters import convert  # noqa: E402
 from dwkit.errors import ConversionError, ModelError  # noqa: E402
-from dwkit.features import log_mel  # noqa: E402
 from dwkit.manifest import read_manifest  # noqa: E402
 from dwkit.onnx_graphs import DECODER_ALIGN, GRAPHS  # noqa: E402
 from dwkit.runtimes.base import RuntimeConfig  # noqa: E402
@@ -33,16 +31,6 @@ RUNTIME = RuntimeConfig(threads=2)
 STAND_IN_ATOL = 1e-5
 # Real fp16 engines against onnxruntime fp32: softmax weights in [0, 1].
 FP16_WEIGHTS_ATOL = 2e-2
-
-
-@pytest.fixture(scope="module")
-def tiny_words_onnx(tiny_en_dir: Path, dwkit_cache: Path) -> Path:
-    return converted(tiny_en_dir, "fp32", dwkit_cache, word_timestamps=True)
-
-
-@pytest.fixture(scope="module")
-def speech_mel(speech_short) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return log_mel(load_audio(speech_short[0]), 80)[None]
 
 
 def _tokens(backend: Any) -> list[int]:
