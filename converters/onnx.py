@@ -80,6 +80,10 @@ FORMAT = template.FormatSpec(
     ),
 )
 FP16_KEEP_FLOAT32 = ("LayerNormalization", "Softmax")
+# The alignment graph's softmax weights against transformers' eager ones, gated where the
+# logits are (fp32; measured ~1e-6 on tiny.en), recorded otherwise.
+ALIGN_ATOL = 1e-3
+ALIGN_TEXT_TOKENS = 32  # of the reference's greedy text, teacher-forced on the validation input
 INT8_OPS = ("MatMul", "Gemm")
 STAGING = ".fp32-export"
 
@@ -345,6 +349,47 @@ def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, An
     threads = job.options["threads"]
     reference = template.hf_reference(job.source, threads)
     candidate = OnnxBackend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
-    return template.numeric_validation(
+    result = template.numeric_validation(
         reference, candidate, FORMAT, job.precision, runtime="onnxruntime CPUExecutionProvider"
     )
+    if DECODER_ALIGN in job.options["graphs"]:
+        text = [t for t in result["reference_tokens"] if t < candidate.info.eot][:ALIGN_TEXT_TOKENS]
+        result["alignment"] = alignment_validation(job.source, candidate, text)
+        if result["gated"] and result["alignment"]["cross_attention_max_abs"] > ALIGN_ATOL:
+            result["passed"] = False
+            result["failures"].append(
+                f"alignment graph cross-attention max abs diff {result['alignment']['cross_attention_max_abs']:.3g} "
+                f"> {ALIGN_ATOL}"
+            )
+    return result
+
+
+def alignment_validation(source: Path, candidate: Any, text: list[int]) -> dict[str, Any]:
+    """The alignment graph's weights and logits for <|startoftranscript|> <|notimestamps|> +
+    `text` + <|endoftext|> on the validation input, against transformers' eager attention
+    (every head of every decoder layer)."""
+    import torch
+
+    from dwkit.compare import validation_mel
+    from dwkit.converters.onnx_export import load_model
+
+    info = candidate.info
+    mel = validation_mel(info.n_mels)
+    tokens = [info.sot, info.no_timestamps, *text, info.eot]
+    heads = [(layer, head) for layer in range(info.decoder_layers) for head in range(info.decoder_heads)]
+    weights, logits = candidate.cross_attentions(candidate.encode(mel), 0, tokens, heads)
+    model = load_model(source)
+    with torch.no_grad():
+        out = model(
+            input_features=torch.as_tensor(mel),
+            decoder_input_ids=torch.tensor([tokens]),
+            output_attentions=True,
+        )
+    expected = torch.cat([layer[0] for layer in out.cross_attentions]).numpy()
+    return {
+        "tokens": len(tokens),
+        "heads": len(heads),
+        "cross_attention_max_abs": float(np.abs(weights - expected).max()),
+        "logits_max_abs": float(np.abs(logits - out.logits[0].numpy()).max()),
+        "atol": ALIGN_ATOL,
+    }

@@ -163,3 +163,14 @@ def test_dwconvert_takes_word_timestamps_for_graph_formats_only(
     assert dwconvert([str(tiny_en_dir), str(tmp_path / "out"), "--to", "ct2", "--word-timestamps"]) == 1
     assert "--word-timestamps applies to --to onnx and trt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_converter_validates_the_alignment_graph_on_every_head(
+    tiny_words_onnx: Path, tiny_en_dir: Path
+) -> None:
+    from dwkit.converters.onnx import alignment_validation
+
+    backend = load(tiny_words_onnx, config=RUNTIME)
+    found = alignment_validation(tiny_en_dir, backend, [843, 523, 616, 13])
+    assert found["heads"] == backend.info.decoder_layers * backend.info.decoder_heads and found["tokens"] == 7
+    assert found["cross_attention_max_abs"] < WEIGHTS_ATOL and found["logits_max_abs"] < LOGITS_ATOL
