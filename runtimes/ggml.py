@@ -96,7 +96,8 @@ class GgmlBackend(StepBackend):
         self.flash_attn = context.flash_attn
         self.max_states = max_states  # per audio row; None = one per beam
         self.model_path = model_path  # what the DTW context of word timestamps loads
-        self._dtw_context: Any = None
+        self._dtw_context: Any = None  # word timestamps: whisper.cpp's DTW context and state
+        self._dtw_aligner: Any = None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> GgmlBackend:
@@ -240,15 +241,12 @@ class GgmlBackend(StepBackend):
                     f"ggml word timestamps: a window of {len(text)} text tokens; whisper.cpp's DTW pass "
                     f"(whisper_full) decodes at most {limit} per window"
                 )
-            state = self._dtw(heads).new_state()
-            try:
-                state.set_mel(enc.data[row].mel)
-                frames = max(MIN_DTW_MEL_FRAMES, min(int(frames), N_FRAMES))
-                tokens, times, probs = state.dtw_token_times(
-                    list(text), self._language(prompt), frames, self.threads
-                )
-            finally:
-                state.close()
+            state = self._dtw_state(heads)
+            state.set_mel(enc.data[row].mel)
+            frames = max(MIN_DTW_MEL_FRAMES, min(int(frames), N_FRAMES))
+            tokens, times, probs = state.dtw_token_times(
+                list(text), self._language(prompt), frames, self.threads
+            )
             if tokens != list(text) or min(times) < 0:
                 raise ModelError(
                     "ggml word timestamps: whisper.cpp's DTW pass did not reproduce the decoded tokens "
@@ -258,8 +256,9 @@ class GgmlBackend(StepBackend):
             out.append(TokenAlignment(np.arange(len(text) + 1, dtype=np.int64), time_indices, probs))
         return out
 
-    def _dtw(self, heads: list[tuple[int, int]]) -> Any:
-        """The context whisper.cpp's DTW runs in, for these heads (loaded on first use)."""
+    def _dtw_state(self, heads: list[tuple[int, int]]) -> Any:
+        """The state whisper.cpp's DTW runs in, in a context made for these heads on first use
+        (whisper_full resets a state on each call, so every window reuses it)."""
         from dwkit.runtimes.whispercpp_ctypes import WhisperContext
 
         wanted = tuple((int(layer), int(head)) for layer, head in heads)
@@ -269,7 +268,8 @@ class GgmlBackend(StepBackend):
             if self.model_path is None:
                 raise ModelError("ggml word timestamps need the backend opened with from_model_dir")
             self._dtw_context = WhisperContext(self.model_path, flash_attn=False, dtw_heads=wanted)
-        return self._dtw_context
+            self._dtw_aligner = self._dtw_context.new_state()
+        return self._dtw_aligner
 
     def _language(self, prompt: list[int]) -> str:
         """The language code of a multilingual prompt (whisper.cpp puts it in its DTW prompt)."""

@@ -93,6 +93,17 @@ def test_whisper_cpp_dtw_gives_the_shared_dtw_jump_frames(ggml_alignment, window
     assert len(ours) == len(theirs) and np.abs(ours - theirs).max() <= FRAME_TOLERANCE
 
 
+def test_the_dtw_state_is_reused_without_carrying_anything_over(ggml_f16, ggml_alignment, window) -> None:  # type: ignore[no-untyped-def]
+    _, _, mel, frames, prompt, text = window
+    enc = ggml_f16.encode(mel)
+    heads = [(int(layer), int(head)) for layer, head in ggml_f16.info.alignment_heads]
+    (short,) = ggml_f16.align(enc, [prompt], [text[:3]], [frames], heads)
+    (again,) = ggml_f16.align(enc, [prompt], [text], [frames], heads)
+    assert len(short.time_indices) == 4
+    assert list(again.time_indices) == list(ggml_alignment.time_indices)
+    assert again.token_probs == ggml_alignment.token_probs
+
+
 def test_empty_text_bad_heads_and_overlong_windows(ggml_f16, window) -> None:  # type: ignore[no-untyped-def]
     _, _, mel, frames, prompt, text = window
     enc = ggml_f16.encode(mel)
