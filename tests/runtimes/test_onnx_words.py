@@ -49,7 +49,7 @@ def _hf_decoder_pass(model, states: np.ndarray, tokens: np.ndarray) -> tuple[np.
     return logits.numpy(), torch.stack(out.cross_attentions, dim=1).numpy()
 
 
-# -- the graph itself, on a seeded random model ---------------------------------------------------
+# -- the graph itself: the real tiny.en (cached export) and a seeded random model (slow) ---------
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +61,30 @@ def random_align_graph(random_tiny80_dir: Path, tmp_path_factory: pytest.TempPat
     return path
 
 
+@pytest.fixture(params=["tiny.en", pytest.param("random", marks=pytest.mark.slow)])
+def align_graph(request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """(the alignment graph, the checkpoint it was exported from)."""
+    if request.param == "random":
+        return request.getfixturevalue("random_align_graph"), request.getfixturevalue("random_tiny80_dir")
+    return request.getfixturevalue("tiny_words_onnx") / graph_file(DECODER_ALIGN), request.getfixturevalue(
+        "tiny_en_dir"
+    )
+
+
 def test_the_alignment_graph_gives_transformers_cross_attentions_at_any_batch_and_length(
-    random_align_graph: Path, random_tiny80_dir: Path
+    align_graph: tuple[Path, Path],
 ) -> None:
     import onnxruntime as ort
 
     from dwkit.onnx_check import inspect_graph
 
-    facts = inspect_graph(random_align_graph)
+    graph, checkpoint = align_graph
+    facts = inspect_graph(graph)
     assert "If" not in facts.op_types
     assert [v["name"] for v in facts.outputs] == ["logits", CROSS_ATTENTIONS]
-    model = _hf_model(random_tiny80_dir)
+    model = _hf_model(checkpoint)
     config = model.config
-    session = ort.InferenceSession(str(random_align_graph), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for batch, length in ((1, 1), (2, 7)):
         states = rng.standard_normal((batch, config.max_source_positions, config.d_model)).astype(np.float32)
