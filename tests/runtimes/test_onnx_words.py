@@ -185,3 +185,16 @@ def test_the_converter_validates_the_alignment_graph_on_every_head(
     found = alignment_validation(tiny_en_dir, backend, [843, 523, 616, 13])
     assert found["heads"] == backend.info.decoder_layers * backend.info.decoder_heads and found["tokens"] == 7
     assert found["cross_attention_max_abs"] < WEIGHTS_ATOL and found["logits_max_abs"] < LOGITS_ATOL
+
+
+def test_dwkit_info_says_whether_a_model_gives_word_timestamps(
+    tiny_words_onnx: Path, tiny_en_dir: Path, dwkit_cache: Path
+) -> None:
+    import re
+
+    from dwkit.cli.info import describe, render
+
+    assert re.search(r"word timestamps\s+yes\n", render(describe(tiny_words_onnx)))
+    plain = render(describe(converted(tiny_en_dir, "fp32", dwkit_cache, validate=True)))
+    assert re.search(r"word timestamps\s+no \(convert again with --word-timestamps\)", plain)
+    assert "word timestamps" not in render(describe(tiny_en_dir))  # a checkpoint has no manifest
