@@ -64,7 +64,9 @@ def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> te
         write_model_file(
             job.source, out / MODEL_FILE, job.options["config"], job.options["hparams"], info, job.precision
         )
-    return template.Written(info, {"model_file": MODEL_FILE, "whisper_cpp": _whisper_cpp_version()})
+    # Word timestamps need nothing in the file: whisper.cpp's own DTW runs on any model (runtimes/ggml.py).
+    fields = {"model_file": MODEL_FILE, "whisper_cpp": _whisper_cpp_version(), "word_timestamps": True}
+    return template.Written(info, fields)
 
 
 def hparams_from_config(config: dict[str, Any], precision: str) -> dict[str, int]:

@@ -18,6 +18,13 @@ dynamo exporter (`onnx_export`), then, per precision:
 fp16 and int8 are validated and recorded, not gated: they round weights by design, and WER
 is their measure.
 
+`word_timestamps=True` (`dwconvert --to onnx --word-timestamps`) adds a fourth graph,
+`decoder_align.onnx` (`onnx_graphs`): the decoder without a cache, returning the logits and
+every layer's cross-attention weights, which the runtime's `cross_attentions` runs for word
+timestamps. The three decoding graphs are the same with or without it; the manifest records
+`"word_timestamps"` either way. With `fp32_export`, graphs the reused directory lacks (its
+alignment graph) are exported, the others copied.
+
 The output directory holds the graphs (+ `<graph>.onnx_data` where weights pass 1 GiB),
 the tokenizer and config files the shared pipeline reads, and `dwkit.json`. It is written
 in a temporary sibling and renamed into place only when complete.
@@ -40,15 +47,16 @@ from dwkit.manifest import read_manifest, weights_checksum
 from dwkit.onnx_check import inspect_graph
 from dwkit.onnx_graphs import (
     BATCH,
+    DECODER_ALIGN,
     DECODER_INIT,
     DECODER_STEP,
     DEFAULT_OPSET,
-    GRAPHS,
     INPUT_IDS,
     MIN_OPSET,
     PAST,
     PROMPT,
     data_file,
+    export_graphs,
     graph_file,
     graph_io,
 )
@@ -61,7 +69,7 @@ FORMAT = template.FormatSpec(
     precisions=("fp32", "fp16", "int8"),
     default_precision="fp32",
     requires=("onnx", "onnxruntime", "onnxscript", "torch", "transformers"),
-    options=("opset", "external_data", "fp32_export", "threads", "progress"),
+    options=("opset", "external_data", "fp32_export", "word_timestamps", "threads", "progress"),
     libraries=("torch", "transformers", "onnx", "onnxruntime", "onnxscript", "onnx-ir"),
     side_files=(
         "tokenizer.json",
@@ -72,6 +80,10 @@ FORMAT = template.FormatSpec(
     ),
 )
 FP16_KEEP_FLOAT32 = ("LayerNormalization", "Softmax")
+# The alignment graph's softmax weights against transformers' eager ones, gated where the
+# logits are (fp32; measured ~1e-6 on tiny.en), recorded otherwise.
+ALIGN_ATOL = 1e-3
+ALIGN_TEXT_TOKENS = 32  # of the reference's greedy text, teacher-forced on the validation input
 INT8_OPS = ("MatMul", "Gemm")
 STAGING = ".fp32-export"
 
@@ -82,13 +94,17 @@ def check_options(
     """`opset` (default 18, at least 17); `external_data` (True/False; default: only for graphs
     whose weights pass 1 GiB); `fp32_export` (the directory of an fp32 onnx conversion of the
     same checkpoint: fp16/int8 start from its graphs instead of exporting again); `threads`
-    (CPU threads for validation, 0 = library default); `progress` (a tqdm bar over the stages
-    on stderr, default True)."""
+    (CPU threads for validation, 0 = library default); `word_timestamps` (also export the
+    alignment graph, default False); `progress` (a tqdm bar over the stages on stderr,
+    default True)."""
     opset = int(opts.get("opset", DEFAULT_OPSET))
     if opset < MIN_OPSET:
         raise ConversionError(
             f"onnx opset {opset}: Whisper's LayerNormalization needs opset {MIN_OPSET} or newer"
         )
+    word_timestamps = opts.get("word_timestamps", False)
+    if not isinstance(word_timestamps, bool):
+        raise ConversionError(f"onnx word_timestamps {word_timestamps!r}: must be true or false")
     reuse = Path(opts["fp32_export"]) if opts.get("fp32_export") else None
     if reuse is not None:
         _check_reusable(reuse, weights_checksum(source), opset)
@@ -96,6 +112,7 @@ def check_options(
         "opset": opset,
         "external": opts.get("external_data"),
         "reuse": reuse,
+        "graphs": export_graphs(word_timestamps),
         "threads": int(opts.get("threads", 0)),
     }
 
@@ -105,38 +122,42 @@ def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> te
     precision, options = job.precision, job.options
     reuse, external, info = options["reuse"], options["external"], job.info
     assert info is not None  # onnx converts checkpoints only
-    planned = [] if reuse else ["load transformers model", *(f"export {g}" for g in GRAPHS)]
-    planned += [f"{precision} {g}" for g in GRAPHS] if precision != "fp32" else []
+    wanted = options["graphs"]
+    copied = [g for g in wanted if (reuse / graph_file(g)).is_file()] if reuse else []
+    missing = [g for g in wanted if g not in copied]
+    planned = ["load transformers model", *(f"export {g}" for g in missing)] if missing else []
+    planned += [f"{precision} {g}" for g in wanted] if precision != "fp32" else []
     stages.expect([*planned, "check graphs", *(["validate"] if job.validate else [])])
     exported = out if precision == "fp32" else out / STAGING
     exported.mkdir(exist_ok=True)
     if reuse is not None:
-        _copy_graphs(reuse, exported)
-    else:
-        _export_graphs(job.source, exported, options["opset"], external, stages)
+        _copy_graphs(reuse, copied, exported)
+    if missing:
+        _export_graphs(job.source, exported, missing, options["opset"], external, stages)
     if precision != "fp32":
-        for graph in GRAPHS:
+        for graph in wanted:
             with stages(f"{precision} {graph}"):
                 _convert_precision(exported, out, graph, precision, external)
         shutil.rmtree(exported)
     with stages("check graphs"):
-        graphs = [check_graph(out, graph, info.decoder_layers) for graph in GRAPHS]
+        graphs = [check_graph(out, graph, info.decoder_layers) for graph in wanted]
     fields = {
         "opset": options["opset"],
         "graphs": graphs,
+        "word_timestamps": DECODER_ALIGN in wanted,
         "fp32_export": str(reuse.resolve()) if reuse else None,
     }
     return template.Written(info, fields, versions={"opset": str(options["opset"])})
 
 
 def _export_graphs(
-    source: Path, out: Path, opset: int, external: bool | None, stages: template.Stages
+    source: Path, out: Path, graphs: list[str], opset: int, external: bool | None, stages: template.Stages
 ) -> None:
     with stages("load transformers model"), reading_weights(source):
         from dwkit.converters.onnx_export import export_graph, load_model
 
         model = load_model(source)
-    for graph in GRAPHS:
+    for graph in graphs:
         with stages(f"export {graph}"):
             export_graph(model, graph, out / graph_file(graph), opset, external)
 
@@ -151,8 +172,8 @@ def _check_reusable(reuse: Path, source_checksum: str, opset: int) -> None:
         raise ConversionError(f"fp32_export {reuse}: has opset {manifest.get('opset')}, not {opset}")
 
 
-def _copy_graphs(src: Path, dst: Path) -> None:
-    for graph in GRAPHS:
+def _copy_graphs(src: Path, graphs: list[str], dst: Path) -> None:
+    for graph in graphs:
         for name in (graph_file(graph), data_file(graph)):
             if (src / name).is_file():
                 shutil.copy2(src / name, dst / name)
@@ -296,7 +317,11 @@ def check_graph(model_dir: Path, graph: str, decoder_layers: int) -> dict[str, A
     for value in inputs:
         if value["shape"][0] != BATCH:
             raise ConversionError(f"{name}: input {value['name']} has a fixed batch axis")
-    wanted = {DECODER_INIT: (INPUT_IDS, 1, PROMPT), DECODER_STEP: ("past_key.0", 2, PAST)}.get(graph)
+    wanted = {
+        DECODER_INIT: (INPUT_IDS, 1, PROMPT),
+        DECODER_ALIGN: (INPUT_IDS, 1, PROMPT),
+        DECODER_STEP: ("past_key.0", 2, PAST),
+    }.get(graph)
     if wanted and next(v for v in inputs if v["name"] == wanted[0])["shape"][wanted[1]] != wanted[2]:
         raise ConversionError(f"{name}: {wanted[0]} has a fixed {wanted[2]} axis")
     data = model_dir / data_file(graph)
@@ -324,6 +349,47 @@ def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, An
     threads = job.options["threads"]
     reference = template.hf_reference(job.source, threads)
     candidate = OnnxBackend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
-    return template.numeric_validation(
+    result = template.numeric_validation(
         reference, candidate, FORMAT, job.precision, runtime="onnxruntime CPUExecutionProvider"
     )
+    if DECODER_ALIGN in job.options["graphs"]:
+        text = [t for t in result["reference_tokens"] if t < candidate.info.eot][:ALIGN_TEXT_TOKENS]
+        result["alignment"] = alignment_validation(job.source, candidate, text)
+        if result["gated"] and result["alignment"]["cross_attention_max_abs"] > ALIGN_ATOL:
+            result["passed"] = False
+            result["failures"].append(
+                f"alignment graph cross-attention max abs diff {result['alignment']['cross_attention_max_abs']:.3g} "
+                f"> {ALIGN_ATOL}"
+            )
+    return result
+
+
+def alignment_validation(source: Path, candidate: Any, text: list[int]) -> dict[str, Any]:
+    """The alignment graph's weights and logits for <|startoftranscript|> <|notimestamps|> +
+    `text` + <|endoftext|> on the validation input, against transformers' eager attention
+    (every head of every decoder layer)."""
+    import torch
+
+    from dwkit.compare import validation_mel
+    from dwkit.converters.onnx_export import load_model
+
+    info = candidate.info
+    mel = validation_mel(info.n_mels)
+    tokens = [info.sot, info.no_timestamps, *text, info.eot]
+    heads = [(layer, head) for layer in range(info.decoder_layers) for head in range(info.decoder_heads)]
+    weights, logits = candidate.cross_attentions(candidate.encode(mel), 0, tokens, heads)
+    model = load_model(source)
+    with torch.no_grad():
+        out = model(
+            input_features=torch.as_tensor(mel),
+            decoder_input_ids=torch.tensor([tokens]),
+            output_attentions=True,
+        )
+    expected = torch.cat([layer[0] for layer in out.cross_attentions]).numpy()
+    return {
+        "tokens": len(tokens),
+        "heads": len(heads),
+        "cross_attention_max_abs": float(np.abs(weights - expected).max()),
+        "logits_max_abs": float(np.abs(logits - out.logits[0].numpy()).max()),
+        "atol": ALIGN_ATOL,
+    }

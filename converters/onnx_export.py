@@ -14,6 +14,9 @@ Why this shape (all measured with torch 2.13, transformers 4.57, onnxruntime 1.3
   graph traced that way silently loses it. The step wrapper passes a placeholder and marks
   the cross-attention cache as already computed: each layer then reads its cross keys and
   values from the graph inputs.
+- The alignment graph (word timestamps, only when asked) is the decoder without a cache,
+  called with `output_attentions=True`: eager attention hands back each layer's softmax
+  cross-attention weights, the very tensors transformers' own word timestamps read.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dwkit.constants import N_FRAMES
 from dwkit.errors import ConversionError
 from dwkit.onnx_graphs import (
     BATCH,
+    DECODER_ALIGN,
     DECODER_INIT,
     DECODER_STEP,
     ENCODER,
@@ -124,10 +128,30 @@ def _wrappers() -> dict[str, type]:
             logits = self.proj_out(out.last_hidden_state)
             return (logits, *_flatten(cache.self_attention_cache))
 
+    class DecoderAlignGraph(DecoderInitGraph):
+        """Teacher-forced tokens in one pass: logits and every layer's cross-attention weights
+        [batch, layers, heads, tokens, frames] (no cache: nothing follows this pass)."""
+
+        def forward(  # type: ignore[override]
+            self, input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.decoder(
+                input_ids=input_ids,
+                encoder_hidden_states=encoder_hidden_states,
+                use_cache=False,
+                output_attentions=True,
+            )
+            return self.proj_out(out.last_hidden_state), torch.stack(out.cross_attentions, dim=1)
+
     def _flatten(cache: Any) -> list[torch.Tensor]:
         return [t for layer in cache.layers for t in (layer.keys, layer.values)]
 
-    return {ENCODER: EncoderGraph, DECODER_INIT: DecoderInitGraph, DECODER_STEP: DecoderStepGraph}
+    return {
+        ENCODER: EncoderGraph,
+        DECODER_INIT: DecoderInitGraph,
+        DECODER_STEP: DecoderStepGraph,
+        DECODER_ALIGN: DecoderAlignGraph,
+    }
 
 
 def _example(model: Any, graph: str) -> tuple[tuple[Any, ...], Any]:
@@ -143,7 +167,7 @@ def _example(model: Any, graph: str) -> tuple[tuple[Any, ...], Any]:
         features = torch.randn(EXAMPLE_BATCH, config.num_mel_bins, N_FRAMES, generator=gen)
         return (features,), {"input_features": {0: batch}}
     ids = torch.full((EXAMPLE_BATCH, EXAMPLE_LENGTH), config.decoder_start_token_id, dtype=torch.long)
-    if graph == DECODER_INIT:
+    if graph in (DECODER_INIT, DECODER_ALIGN):
         prompt = torch.export.Dim(PROMPT, min=1, max=config.max_target_positions)
         states = torch.randn(EXAMPLE_BATCH, frames, d_model, generator=gen)
         return (ids, states), {"input_ids": {0: batch, 1: prompt}, "encoder_hidden_states": {0: batch}}

@@ -15,6 +15,8 @@ Steps, each written into a temporary directory renamed into place only when all 
    prompt 1..n_text_ctx, past 1..n_text_ctx-1; the 3000 mel frames and 1500 encoder positions
    are fixed);
 3. validate the engines against transformers like the other formats.
+`word_timestamps=True` (`--word-timestamps`) exports the alignment graph too (or needs an onnx
+source that holds it) and builds its engine, which the trt backend's `cross_attentions` runs.
 `dry_run=True` stops before the engines: the directory then holds the graphs, the plan and a
 manifest with `"engines_built": false`, and loading it names the fix. Without `dry_run`,
 a machine without TensorRT 10 or an NVIDIA GPU is refused before anything is written.
@@ -32,7 +34,7 @@ from dwkit.converters.base import copy_if_present
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
-from dwkit.onnx_graphs import GRAPHS, data_file, graph_file
+from dwkit.onnx_graphs import DECODER_ALIGN, data_file, export_graphs, graph_file
 from dwkit.trt_build import build_engines, check_max_batch, check_workspace, require_tensorrt, write_plan
 
 # Validation against transformers fp32, as for onnx: fp32 is gated ([validation.trt] in
@@ -44,7 +46,15 @@ FORMAT = template.FormatSpec(
     precisions=("fp16", "bf16", "fp32"),
     default_precision="fp16",
     requires=("onnx",),
-    options=("dry_run", "max_batch", "workspace_mib", "onnx_export", "threads", "progress"),
+    options=(
+        "dry_run",
+        "max_batch",
+        "workspace_mib",
+        "onnx_export",
+        "word_timestamps",
+        "threads",
+        "progress",
+    ),
     libraries=("torch", "transformers", "onnx", "onnxruntime", "tensorrt"),
     reads=("onnx",),
 )
@@ -57,14 +67,24 @@ def check_options(
     """`dry_run` (check and plan, build nothing), `max_batch` (largest batch in the profiles,
     default 8; larger batches run in chunks), `workspace_mib` (TensorRT's workspace pool,
     default 4096), `onnx_export` (an fp32 onnx directory of the same checkpoint to copy the
-    graphs from), `threads`, `progress`. Without `dry_run`, a machine without TensorRT 10 or
-    an NVIDIA GPU is refused here, before anything is written."""
+    graphs from), `word_timestamps` (build the alignment graph's engine too), `threads`,
+    `progress`. Without `dry_run`, a machine without TensorRT 10 or an NVIDIA GPU is refused
+    here, before anything is written."""
     dry_run = bool(opts.get("dry_run", False))
+    word_timestamps = opts.get("word_timestamps", False)
+    if not isinstance(word_timestamps, bool):
+        raise ConversionError(f"trt word_timestamps {word_timestamps!r}: must be true or false")
+    if word_timestamps and source_manifest is not None and not (source / graph_file(DECODER_ALIGN)).is_file():
+        raise ConversionError(
+            f"{source}: has no {graph_file(DECODER_ALIGN)} to build word timestamps from; export it with "
+            "dwconvert --to onnx --word-timestamps (or convert the checkpoint with --to trt --word-timestamps)"
+        )
     checked = {
         "dry_run": dry_run,
         "max_batch": check_max_batch(opts.get("max_batch")),
         "workspace_mib": check_workspace(opts.get("workspace_mib")),
         "onnx_export": opts.get("onnx_export"),
+        "word_timestamps": word_timestamps,
         "threads": int(opts.get("threads", 0)),
         "progress": opts.get("progress", True),
     }
@@ -102,6 +122,7 @@ def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> te
         "plan": plan,
         "engines_built": build is not None,
         "build": build,
+        "word_timestamps": plan["word_timestamps"],
     }
     return template.Written(info, fields, source=onnx_manifest.get("source"))
 
@@ -109,7 +130,7 @@ def write(job: template.ConversionJob, out: Path, stages: template.Stages) -> te
 def _copy_onnx_dir(source: Path, manifest: dict[str, Any], dst: Path) -> dict[str, Any]:
     from dwkit.converters.onnx import FORMAT as ONNX
 
-    for graph in GRAPHS:
+    for graph in export_graphs((source / graph_file(DECODER_ALIGN)).is_file()):
         if not (source / graph_file(graph)).is_file():
             raise ConversionError(f"{source}: missing {graph_file(graph)} (an incomplete onnx conversion?)")
         copy_if_present(source, dst, (graph_file(graph), data_file(graph)))
@@ -126,6 +147,8 @@ def _export(source: Path, dst: Path, validate: bool, options: Mapping[str, Any])
     onnx_opts: dict[str, Any] = {"progress": options["progress"], "threads": options["threads"]}
     if options["onnx_export"]:
         onnx_opts["fp32_export"] = options["onnx_export"]
+    if options["word_timestamps"]:
+        onnx_opts["word_timestamps"] = True
     convert(source, staging, "onnx", "fp32", validate=validate, overwrite=False, **onnx_opts)
     manifest = read_manifest(staging)
     assert manifest is not None

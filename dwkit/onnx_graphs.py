@@ -11,6 +11,13 @@ converters):
                    cross_{key,value}.N [batch, heads, 1500, head_dim]
 - decoder_step: input_ids [batch, 1], past_{key,value}.N [batch, heads, past, head_dim], cross_{key,value}.N
                 -> logits [batch, 1, vocab], present_{key,value}.N [batch, heads, past + 1, head_dim]
+- decoder_align (only in exports made for word timestamps): input_ids [batch, prompt], encoder_hidden_states
+                -> logits [batch, prompt, vocab],
+                   cross_attentions [batch, decoder layers, heads, prompt, 1500] (softmax weights)
+
+The alignment graph is a fourth, cache-less graph rather than extra outputs of decoder_init:
+the graphs decoding runs stay byte for byte what they were, so they run exactly as fast, and
+the weights (tokens x 1500 per head and layer) are computed only when words are aligned.
 
 Separate graphs (no `If` node choosing between a first and a later step) keep each one a
 plain feed-forward network, which TensorRT builds with one optimisation profile each.
@@ -31,7 +38,9 @@ if TYPE_CHECKING:
 ENCODER = "encoder"
 DECODER_INIT = "decoder_init"
 DECODER_STEP = "decoder_step"
-GRAPHS = (ENCODER, DECODER_INIT, DECODER_STEP)
+GRAPHS = (ENCODER, DECODER_INIT, DECODER_STEP)  # what every export holds: decoding needs all three
+DECODER_ALIGN = "decoder_align"  # optional: word timestamps (dwconvert --to onnx --word-timestamps)
+ALIGN_MAX_BATCH = 1  # the alignment graph teacher-forces one row at a time (StepBackend.cross_attentions)
 
 # Opset 17 brought LayerNormalization; 18 is the newest every runtime we target reads
 # (onnxruntime 1.20+, TensorRT 10).
@@ -50,6 +59,12 @@ INPUT_FEATURES = "input_features"
 ENCODER_STATES = "encoder_hidden_states"
 INPUT_IDS = "input_ids"
 LOGITS = "logits"
+CROSS_ATTENTIONS = "cross_attentions"
+
+
+def export_graphs(word_timestamps: bool) -> tuple[str, ...]:
+    """The graphs an export holds: the three decoding needs, plus the alignment graph when asked."""
+    return (*GRAPHS, DECODER_ALIGN) if word_timestamps else GRAPHS
 
 
 def graph_file(graph: str) -> str:
@@ -95,7 +110,9 @@ def graph_io(graph: str, decoder_layers: int) -> GraphIO:
         return GraphIO((INPUT_IDS, ENCODER_STATES), (LOGITS, *present, *cross))
     if graph == DECODER_STEP:
         return GraphIO((INPUT_IDS, *kv_names("past", decoder_layers), *cross), (LOGITS, *present))
-    raise ValueError(f"unknown graph {graph!r}; the graphs are {', '.join(GRAPHS)}")
+    if graph == DECODER_ALIGN:
+        return GraphIO((INPUT_IDS, ENCODER_STATES), (LOGITS, CROSS_ATTENTIONS))
+    raise ValueError(f"unknown graph {graph!r}; the graphs are {', '.join(export_graphs(True))}")
 
 
 # -- optimisation profiles ------------------------------------------------------------------------
@@ -118,7 +135,7 @@ def input_shapes(graph: str, info: ModelInfo) -> dict[str, tuple[int | str, ...]
         if name == ENCODER_STATES:
             return (BATCH, info.n_audio_ctx, info.d_model)
         if name == INPUT_IDS:
-            return (BATCH, PROMPT if graph == DECODER_INIT else 1)
+            return (BATCH, 1 if graph == DECODER_STEP else PROMPT)
         if name.startswith("past_"):
             return (BATCH, heads, PAST, head_dim)
         if name.startswith("cross_"):
@@ -146,12 +163,14 @@ def profiles(
     """graph -> input -> {"min", "opt", "max"} shapes: one optimisation profile per graph.
 
     `max_batch` bounds the decoder graphs (beams multiply the audio batch); the encoder only
-    ever sees audio rows, so `encoder_max_batch` may bound it lower. `opt_batch` is the batch
-    TensorRT tunes its kernels for (default: the largest).
+    ever sees audio rows, so `encoder_max_batch` may bound it lower, and the alignment graph
+    one row (ALIGN_MAX_BATCH). `opt_batch` is the batch TensorRT tunes its kernels for
+    (default: the largest).
     """
     found: dict[str, Profile] = {}
-    for graph in GRAPHS:
+    for graph in export_graphs(True):
         limit = encoder_max_batch if graph == ENCODER and encoder_max_batch else max_batch
+        limit = min(limit, ALIGN_MAX_BATCH) if graph == DECODER_ALIGN else limit
         ranges = dimension_ranges(info, limit, opt_batch)
         found[graph] = {
             name: {

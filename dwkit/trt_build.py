@@ -11,7 +11,9 @@ Steps: check each graph for TensorRT (onnx.checker, no control flow, every op in
 `SUPPORTED_OPS`, the opset inside the parser's range, every input dimension either fixed and
 equal to the plan's or one of the dynamic dimensions the profiles cover); write the plan
 (`trt_plan.json`: per engine the profile, the builder flags, the float32 layers, the workspace
-and the TensorRT version it targets); build one `<graph>.engine` per graph.
+and the TensorRT version it targets); build one `<graph>.engine` per graph. An export made
+for word timestamps holds the alignment graph too (`onnx_graphs.DECODER_ALIGN`): it gets its
+own engine (batch 1, tokens 1..n_text_ctx), and the plan records `"word_timestamps"`.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from dwkit.errors import BackendUnavailable, ConversionError, ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_check import inspect_graph
 from dwkit.onnx_graphs import (
+    DECODER_ALIGN,
     GRAPHS,
     MAX_BATCH,
     N_FRAMES,
     dimension_ranges,
+    export_graphs,
     graph_file,
     profile_problems,
     profiles,
@@ -167,25 +171,38 @@ def check_graph(path: Path, profile: Mapping[str, Mapping[str, list[int]]]) -> d
     }
 
 
+def graphs_in(graph_dir: Path) -> tuple[str, ...]:
+    """The graphs engines are built from: the three decoding needs, and the alignment graph
+    where the export holds one."""
+    return export_graphs((Path(graph_dir) / graph_file(DECODER_ALIGN)).is_file())
+
+
 def check_graphs(graph_dir: Path, info: ModelInfo, max_batch: int) -> list[dict[str, Any]]:
-    """`check_graph` on each of the three graphs in `graph_dir`, against the plan's profiles."""
+    """`check_graph` on each graph of `graphs_in(graph_dir)`, against the plan's profiles."""
     wanted = profiles(info, max_batch)
-    return [check_graph(Path(graph_dir) / graph_file(g), wanted[g]) for g in GRAPHS]
+    return [check_graph(Path(graph_dir) / graph_file(g), wanted[g]) for g in graphs_in(graph_dir)]
 
 
 # -- plan and build -------------------------------------------------------------------------------
 
 
 def build_plan(
-    info: ModelInfo, precision: str, max_batch: int, workspace_mib: int, checks: list[dict[str, Any]]
+    info: ModelInfo,
+    precision: str,
+    max_batch: int,
+    workspace_mib: int,
+    checks: list[dict[str, Any]],
+    graphs: tuple[str, ...] = GRAPHS,
 ) -> dict[str, Any]:
-    """Everything the engine build needs, as data: the same plan builds the same engines."""
+    """Everything the engine build needs, as data: the same plan builds the same engines.
+    `checks`: `check_graph`'s entries of `graphs`, in that order."""
     settings = PRECISION_SETTINGS[precision]
     wanted = profiles(info, max_batch)
     return {
         "plan_version": PLAN_VERSION,
         "precision": precision,
         "max_batch": max_batch,
+        "word_timestamps": DECODER_ALIGN in graphs,
         "dimensions": {
             **dimension_ranges(info, max_batch),
             "mel_frames": N_FRAMES,
@@ -200,7 +217,7 @@ def build_plan(
                 "opset": check["opset"],
                 "profile": wanted[graph],
             }
-            for graph, check in zip(GRAPHS, checks)
+            for graph, check in zip(graphs, checks, strict=True)
         },
     }
 
@@ -210,7 +227,7 @@ def write_plan(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Check the graphs of `graph_dir`, write the plan into `out_dir`; (graph checks, plan)."""
     checks = check_graphs(graph_dir, info, max_batch)
-    plan = build_plan(info, precision, max_batch, workspace_mib, checks)
+    plan = build_plan(info, precision, max_batch, workspace_mib, checks, graphs_in(graph_dir))
     (Path(out_dir) / PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
     return checks, plan
 
@@ -235,8 +252,7 @@ def build_engines(graph_dir: Path, plan: Mapping[str, Any], engine_dir: Path) ->
     from dwkit.runtimes import tensorrt_api
 
     built = {}
-    for graph in GRAPHS:
-        entry = plan["engines"][graph]
+    for graph, entry in plan["engines"].items():
         built[graph] = tensorrt_api.build_engine(
             Path(graph_dir) / entry["onnx"], Path(engine_dir) / entry["engine"], engine_spec(plan, graph)
         )
@@ -270,7 +286,9 @@ def engines_for_onnx_dir(
     max_batch = check_max_batch(options.get("max_batch"))
     workspace_mib = check_workspace(options.get("workspace_mib"))
     here = tensorrt_api.versions(device)
+    graphs = graphs_in(model_dir)  # an alignment graph added later builds a new entry
     key_data = [manifest.get("weights_checksum"), precision, max_batch, workspace_mib, here, PLAN_VERSION]
+    key_data += [list(graphs)] if graphs != GRAPHS else []  # entries built before it keep their key
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(options.get("engine_cache") or default_engine_cache()).expanduser()
     target = cache / f"{model_dir.name}-{precision}-b{max_batch}-{key}"

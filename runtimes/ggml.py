@@ -13,6 +13,22 @@ whisper.cpp returns logits for the last token of a decode call only. `step` ther
 splits its tokens into calls so that every row from the first `<|startoftranscript|>` on
 (where the shared no-speech probability is read) is exact; rows before it (a previous-text
 prefix, whose logits nobody reads) are NaN.
+
+Word timestamps (`align`) are whisper.cpp's own: its cross-attention weights are not in its
+public API, and it runs its DTW only inside `whisper_full`. So each window's mel goes to a
+second context made with `dtw_token_timestamps` and our alignment heads (flash attention
+off: whisper.cpp has no DTW under it, and the context loads the weights once more, on first
+use), `whisper_full` is made to decode exactly our tokens (`WhisperState.dtw_token_times`),
+and its per-token `t_dtw` become the DTW path. whisper.cpp's DTW is OpenAI's (normalise,
+median filter 7, mean over heads, DTW over the window's frames) on the same rows [
+<|notimestamps|>, text...]: `t_dtw` of text token j is where row j + 1 starts, so the path
+is rebuilt as one point per row. Measured on tiny.en f16: the same jump frames as the onnx
+fp32 backend with the shared DTW, token probabilities within 1e-3. Differences that remain:
+the pass encodes the window again (whisper_full always encodes); multilingual models'
+alignment prompt is whisper.cpp's sot + language + <|notimestamps|> (OpenAI's also carries
+the task token); windows under 1 s are aligned over their first second (whisper_full
+refuses shorter input); a window of more than n_text_ctx / 2 - 5 text tokens (220 for
+Whisper) is refused, as whisper_full decodes no more in one window.
 """
 
 from __future__ import annotations
@@ -25,15 +41,18 @@ from typing import Any
 
 import numpy as np
 
+from dwkit.constants import N_FRAMES
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import contained_file, read_manifest
 from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, TokenAlignment, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec, missing_file_problems
+from dwkit.runtimes.graph_steps import check_heads
 
 PRECISIONS = ("f32", "f16", "q8_0", "q5_0", "q4_0")
 MODEL_FILE = "ggml-model.bin"
 FTYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 7: "q8_0", 8: "q5_0"}
+MIN_DTW_MEL_FRAMES = 101  # whisper_full decodes nothing from less than one second (100 frames)
 
 
 @dataclass
@@ -61,13 +80,24 @@ class _Cache:
 class GgmlBackend(StepBackend):
     name = "ggml"
 
-    def __init__(self, context: Any, info: ModelInfo, precision: str, threads: int, max_states: int | None):
+    def __init__(
+        self,
+        context: Any,
+        info: ModelInfo,
+        precision: str,
+        threads: int,
+        max_states: int | None,
+        model_path: Path | None = None,
+    ):
         self.context = context
         self.info = info
         self.precision = precision
         self.threads = threads
         self.flash_attn = context.flash_attn
         self.max_states = max_states  # per audio row; None = one per beam
+        self.model_path = model_path  # what the DTW context of word timestamps loads
+        self._dtw_context: Any = None  # word timestamps: whisper.cpp's DTW context and state
+        self._dtw_aligner: Any = None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> GgmlBackend:
@@ -117,7 +147,7 @@ class GgmlBackend(StepBackend):
             )
         threads = config.threads or min(4, os.cpu_count() or 1)
         max_states = options.get("max_states")
-        return cls(context, info, precision, threads, max_states or None)
+        return cls(context, info, precision, threads, max_states or None, path)
 
     # --- encoder -------------------------------------------------------------------------
 
@@ -188,8 +218,75 @@ class GgmlBackend(StepBackend):
         rows = [int(i) for i in index]
         return _Cache([cache.audios[i] for i in rows], [list(cache.histories[i]) for i in rows])
 
+    # --- word timestamps ---------------------------------------------------------------
+
+    def align(
+        self,
+        enc: EncoderOutput,
+        prompts: list[list[int]],
+        texts: list[list[int]],
+        num_frames: list[int],
+        heads: list[tuple[int, int]],
+    ) -> list[TokenAlignment]:
+        """The Aligner contract from whisper.cpp's own DTW (see the module docstring)."""
+        check_heads(self.info, heads)
+        limit = self.info.n_text_ctx // 2 - 5
+        out = []
+        for row, (prompt, text, frames) in enumerate(zip(prompts, texts, num_frames)):
+            if not text:  # the path of <|notimestamps|> alone, as the shared DTW gives it
+                out.append(TokenAlignment(np.zeros(1, np.int64), np.zeros(1, np.int64), []))
+                continue
+            if len(text) > limit:
+                raise ModelError(
+                    f"ggml word timestamps: a window of {len(text)} text tokens; whisper.cpp's DTW pass "
+                    f"(whisper_full) decodes at most {limit} per window"
+                )
+            state = self._dtw_state(heads)
+            state.set_mel(enc.data[row].mel)
+            frames = max(MIN_DTW_MEL_FRAMES, min(int(frames), N_FRAMES))
+            tokens, times, probs = state.dtw_token_times(
+                list(text), self._language(prompt), frames, self.threads
+            )
+            if tokens != list(text) or min(times) < 0:
+                raise ModelError(
+                    "ggml word timestamps: whisper.cpp's DTW pass did not reproduce the decoded tokens "
+                    f"({len(tokens)} of {len(text)} came back); no word times for this window"
+                )
+            time_indices = np.array([0, *(t // 2 for t in times)], dtype=np.int64)  # 10 ms -> 20 ms frames
+            out.append(TokenAlignment(np.arange(len(text) + 1, dtype=np.int64), time_indices, probs))
+        return out
+
+    def _dtw_state(self, heads: list[tuple[int, int]]) -> Any:
+        """The state whisper.cpp's DTW runs in, in a context made for these heads on first use
+        (whisper_full resets a state on each call, so every window reuses it)."""
+        from dwkit.runtimes.whispercpp_ctypes import WhisperContext
+
+        wanted = tuple((int(layer), int(head)) for layer, head in heads)
+        if self._dtw_context is None or self._dtw_context.dtw_heads != wanted:
+            if self._dtw_context is not None:
+                self._dtw_context.close()
+            if self.model_path is None:
+                raise ModelError("ggml word timestamps need the backend opened with from_model_dir")
+            self._dtw_context = WhisperContext(self.model_path, flash_attn=False, dtw_heads=wanted)
+            self._dtw_aligner = self._dtw_context.new_state()
+        return self._dtw_aligner
+
+    def _language(self, prompt: list[int]) -> str:
+        """The language code of a multilingual prompt (whisper.cpp puts it in its DTW prompt)."""
+        if not self.info.multilingual:
+            return "en"
+        codes = {token_id: token[2:-2] for token, token_id in self.info.lang_to_id.items()}
+        found = [codes[t] for t in prompt if t in codes]
+        if not found:
+            raise ModelError(
+                "ggml word timestamps: the prompt names no language (whisper.cpp's DTW pass needs one)"
+            )
+        return found[0]
+
     def close(self) -> None:
-        """Free the whisper.cpp context now (states go with their encoder outputs)."""
+        """Free the whisper.cpp contexts now (states go with their encoder outputs)."""
+        if self._dtw_context is not None:
+            self._dtw_context.close()
         self.context.close()
 
 

@@ -12,7 +12,8 @@ handling, prompt de-duplication and beam reordering, is `GraphStepBackend`, writ
 - a beam reorder gathers the self-attention cache rows, and the cross-attention keys/values
   only when a row moves to another audio (beams of one audio share them).
 Only token ids go in and logits come out through the host; cache tensors stay where the
-runner keeps them.
+runner keeps them. Word timestamps (`cross_attentions`) run the optional alignment graph
+(`onnx_graphs.DECODER_ALIGN`) on one row; the decoding graphs never see it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dwkit.errors import ModelError
+from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, StepBackend
 
 
@@ -49,6 +52,12 @@ class GraphRunner(Protocol):
         """(logits [batch, 1, vocab], the new self K/V) after one token per row."""
         ...
 
+    def decoder_align(self, tokens: np.ndarray, states: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(logits [batch, tokens, vocab], cross-attention weights [batch, layers, heads,
+        tokens, frames]) on the host; a ModelError naming the fix when the model has no
+        alignment graph."""
+        ...
+
 
 @dataclass
 class GraphCache:
@@ -59,6 +68,16 @@ class GraphCache:
     self_kv: list[Any] | None = None  # kv_names order
     cross_kv: list[Any] | None = None
     context: Any = None  # GraphRunner.step_context of cross_kv
+
+
+def check_heads(info: ModelInfo, heads: list[tuple[int, int]]) -> None:
+    """Refuse (decoder layer, head) pairs the model does not have, before a runtime indexes them."""
+    layers, per_layer = info.decoder_layers, info.decoder_heads
+    bad = [(layer, head) for layer, head in heads if not (0 <= layer < layers and 0 <= head < per_layer)]
+    if bad:
+        raise ModelError(
+            f"alignment heads {bad} are outside this model's {layers} decoder layers x {per_layer} heads"
+        )
 
 
 class GraphStepBackend(StepBackend):
@@ -111,6 +130,18 @@ class GraphStepBackend(StepBackend):
             np.ascontiguousarray(tokens), cache.self_kv, cache.context
         )
         return logits
+
+    def cross_attentions(
+        self, enc: EncoderOutput, row: int, tokens: list[int], heads: list[tuple[int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        check_heads(self.info, heads)
+        states = self.runner.gather([enc.data], np.array([row], dtype=np.int64))[0]
+        logits, weights = self.runner.decoder_align(np.array([tokens], dtype=np.int64), states)
+        pick = np.array(heads, dtype=np.int64).reshape(-1, 2)
+        return (
+            np.ascontiguousarray(weights[0, pick[:, 0], pick[:, 1]], dtype=np.float32),
+            np.ascontiguousarray(logits[0], dtype=np.float32),
+        )
 
     def reorder(self, cache: GraphCache, index: np.ndarray) -> GraphCache:
         index = np.asarray(index, dtype=np.int64)

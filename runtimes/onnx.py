@@ -8,7 +8,8 @@ them, and only token ids (in) and logits (out) cross to the host. Row selection 
 fallback, beam reordering) runs a one-node Gather graph on the same device, so no cache
 tensor is ever copied through numpy. Beams of one audio share its cross-attention keys and
 values, so a reorder that keeps every row on its own audio gathers the self-attention cache
-only.
+only. The alignment graph of an export made for word timestamps (`decoder_align.onnx`) is
+loaded on first use by `cross_attentions`, so decoding loads and runs as without it.
 
 Providers: CPU by default; `device="cuda[:N]"` runs the CUDA execution provider, and
 `options={"provider": "tensorrt", "trt_engine_cache": dir, "trt_fp16": bool}` the TensorRT
@@ -20,8 +21,9 @@ one (onnxruntime-gpu, the `[gpu]` extra). TensorRT gets one optimisation profile
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_graphs import (
+    CROSS_ATTENTIONS,
+    DECODER_ALIGN,
     DECODER_INIT,
     DECODER_STEP,
     ENCODER,
@@ -65,12 +69,21 @@ class OnnxBackend(GraphStepBackend):
     name = "onnx"
     PRECISIONS = PRECISIONS
 
-    def __init__(self, sessions: dict[str, Any], gather: Any, info: ModelInfo, precision: str, place: _Place):
+    def __init__(
+        self,
+        sessions: dict[str, Any],
+        gather: Any,
+        info: ModelInfo,
+        precision: str,
+        place: _Place,
+        align: Callable[[], Any] | str = "this model",
+    ):
+        """`align`: loads the alignment graph's session, or (a str) the model that has none."""
         self.sessions = sessions
         self.info = info
         self.precision = precision
         self.place = place
-        self.runner = _OrtRunner(sessions, gather, info.decoder_layers, place)
+        self.runner = _OrtRunner(sessions, gather, info.decoder_layers, place, align)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -106,21 +119,17 @@ class OnnxBackend(GraphStepBackend):
         }
         gather_providers = _providers("cuda" if provider != "cpu" else "cpu", place, None, config)
         gather = _GatherRows(2 * info.decoder_layers, options, gather_providers, place)
-        backend = cls(sessions, gather, info, precision, place)
+        align: Callable[[], Any] | str = str(model_dir)
+        if (model_dir / graph_file(DECODER_ALIGN)).is_file():
+            align = partial(_session, model_dir, DECODER_ALIGN, provider, place, info, config, options)
+        backend = cls(sessions, gather, info, precision, place, align)
         backend._check_graphs()
         return backend
 
     def _check_graphs(self) -> None:
         """The graphs carry the names this backend binds (a directory from another tool would not)."""
         for graph, session in self.sessions.items():
-            expected = graph_io(graph, self.info.decoder_layers)
-            inputs = tuple(i.name for i in session.get_inputs())
-            outputs = tuple(o.name for o in session.get_outputs())
-            if inputs != expected.inputs or outputs != expected.outputs:
-                raise ModelError(
-                    f"{graph_file(graph)}: inputs/outputs {inputs} -> {outputs} are not dwkit's "
-                    f"{expected.inputs} -> {expected.outputs} (convert with dwconvert --to onnx)"
-                )
+            check_session(graph, session, self.info.decoder_layers)
 
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         check_mel(mel, self.info)
@@ -144,15 +153,37 @@ class OnnxBackend(GraphStepBackend):
         return EncoderOutput(data=value, batch_size=int(states.shape[0]))
 
 
+def check_session(graph: str, session: Any, layers: int) -> None:
+    """`session` carries the names this backend binds (a directory from another tool would not)."""
+    expected = graph_io(graph, layers)
+    inputs = tuple(i.name for i in session.get_inputs())
+    outputs = tuple(o.name for o in session.get_outputs())
+    if inputs != expected.inputs or outputs != expected.outputs:
+        raise ModelError(
+            f"{graph_file(graph)}: inputs/outputs {inputs} -> {outputs} are not dwkit's "
+            f"{expected.inputs} -> {expected.outputs} (convert with dwconvert --to onnx)"
+        )
+
+
 class _OrtRunner:
     """The `GraphRunner` of onnxruntime: every call goes through an IO binding, so cache
     OrtValues stay on the execution device and only token ids and logits cross to the host."""
 
-    def __init__(self, sessions: dict[str, Any], gather: Any, layers: int, place: _Place):
+    def __init__(
+        self,
+        sessions: dict[str, Any],
+        gather: Any,
+        layers: int,
+        place: _Place,
+        align: Callable[[], Any] | str,
+    ):
         self.sessions = sessions
         self.gather = gather
         self.place = place
+        self.layers = layers
         self.names = cache_names(layers)
+        self.align = align
+        self._align_session: Any = None
 
     def batch_size(self, value: Any) -> int:
         return int(value.shape()[0])
@@ -169,6 +200,26 @@ class _OrtRunner:
         outputs = binding.get_outputs()
         n = len(self.names.present)
         return outputs[0].numpy(), list(outputs[1 : 1 + n]), list(outputs[1 + n :])
+
+    def decoder_align(self, tokens: np.ndarray, states: Any) -> tuple[np.ndarray, np.ndarray]:
+        if self._align_session is None:
+            if isinstance(self.align, str):
+                raise ModelError(
+                    f"{self.align}: exported without {graph_file(DECODER_ALIGN)}, the cross-attention graph "
+                    "word timestamps need; export it again with dwconvert --to onnx --word-timestamps"
+                )
+            session = self.align()
+            check_session(DECODER_ALIGN, session, self.layers)
+            self._align_session = session
+        session = self._align_session
+        binding = session.io_binding()
+        binding.bind_cpu_input(INPUT_IDS, tokens)
+        binding.bind_ortvalue_input(ENCODER_STATES, states)
+        binding.bind_output(LOGITS, "cpu")
+        binding.bind_output(CROSS_ATTENTIONS, "cpu")
+        session.run_with_iobinding(binding)
+        logits, weights = binding.get_outputs()
+        return logits.numpy(), weights.numpy()
 
     def step_context(self, cross_kv: list[Any]) -> Any:
         """The decoder-step IO binding with the cross K/V bound once for the whole decode."""

@@ -14,6 +14,9 @@ A model directory is either a trt directory (engines built by dwconvert --to trt
 directory: then the engines are built on first use, from the same plan (`dwkit.trt_build`),
 into an engine cache
 (`options["engine_cache"]`, default `$DWKIT_CACHE/trt` or `~/.cache/dwkit/trt`).
+
+Word timestamps (`cross_attentions`) run the alignment graph's engine, which exists when the
+onnx export holds `decoder_align.onnx` (dwconvert --to onnx|trt --word-timestamps).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_graphs import (
+    CROSS_ATTENTIONS,
+    DECODER_ALIGN,
     DECODER_INIT,
     DECODER_STEP,
     ENCODER,
@@ -110,12 +115,14 @@ class TrtBackend(GraphStepBackend):
         for path in files.values():
             if not path.is_file():
                 raise ModelError(f"{engine_dir}: missing {path.name} (an incomplete build?); rebuild it")
+        if (engine_dir / engine_file(DECODER_ALIGN)).is_file():
+            files[DECODER_ALIGN] = engine_dir / engine_file(DECODER_ALIGN)
         engines = {g: tensorrt_api.Engine(path, device) for g, path in files.items()}
         return cls(engines, info, precision, device)
 
     def _check_engines(self) -> None:
-        """The engines carry the tensor names this backend binds."""
-        for graph in GRAPHS:
+        """The engines carry the tensor names this backend binds (the alignment engine is optional)."""
+        for graph in (*GRAPHS, *(g for g in self.engines if g not in GRAPHS)):
             engine = self.engines.get(graph)
             if engine is None:
                 raise ModelError(f"trt backend: no {graph} engine")
@@ -179,6 +186,16 @@ class _TorchRunner:
             [out[name] for name in self.names.present],
             [out[name] for name in self.names.cross],
         )
+
+    def decoder_align(self, tokens: np.ndarray, states: Any) -> tuple[np.ndarray, np.ndarray]:
+        if DECODER_ALIGN not in self.engines:
+            raise ModelError(
+                "trt backend: these engines were built without the cross-attention graph word timestamps "
+                "need; build them again with dwconvert --to trt --word-timestamps (or from an onnx export "
+                "made with --word-timestamps)"
+            )
+        out = self.run(DECODER_ALIGN, {INPUT_IDS: self.device_tensor(tokens), ENCODER_STATES: states})
+        return _host(out[LOGITS]), _host(out[CROSS_ATTENTIONS])
 
     def step_context(self, cross_kv: list[Any]) -> dict[str, Any]:
         return dict(zip(self.names.cross, cross_kv))

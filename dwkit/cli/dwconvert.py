@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-batch", type=int, default=None, help="trt: largest batch size in the optimisation profiles"
     )
+    parser.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="onnx/trt: also export the cross-attention graph that word timestamps need",
+    )
     return parser
 
 
@@ -70,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             opts.update(dry_run=args.dry_run, max_batch=args.max_batch)
         elif args.dry_run or args.max_batch is not None:
             raise ConfigError("--dry-run and --max-batch apply to --to trt only")
+        if args.word_timestamps:
+            if args.to not in ("onnx", "trt"):
+                raise ConfigError(
+                    f"--word-timestamps applies to --to onnx and trt (a {args.to} model needs no extra export)"
+                )
+            opts["word_timestamps"] = True
         result = convert(args.model, args.out, args.to, args.precision, **opts)
     validation = result.validation or {}
     status = (

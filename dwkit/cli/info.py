@@ -18,7 +18,14 @@ from typing import Any
 from dwkit.errors import DwkitError, ModelError
 
 _DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
-_MANIFEST_FACTS = ("source", "tool", "weights_checksum", "library_versions", "conversion_seconds")
+_MANIFEST_FACTS = (
+    "source",
+    "tool",
+    "weights_checksum",
+    "library_versions",
+    "conversion_seconds",
+    "word_timestamps",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -184,6 +191,9 @@ def render(report: dict[str, Any]) -> str:
         rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items()) or "-"))
         if manifest.get("weights_checksum"):
             rows.append(("checksum", f"sha256 {manifest['weights_checksum']}"))
+        if "word_timestamps" in manifest:  # onnx/trt: only exports made with --word-timestamps
+            words = "yes" if manifest["word_timestamps"] else "no (convert again with --word-timestamps)"
+            rows.append(("word timestamps", words))
     rows.append(("validation", _validation_line(report["validation"], report["validation_recorded"])))
     if "checksum_verified" in report:
         verified = {True: "matches the manifest", False: "DIFFERS", None: "no checksum recorded"}

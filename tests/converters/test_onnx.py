@@ -43,10 +43,13 @@ CODE = (
 )
 
 
-def converted(source: Path, precision: str, cache: Path, validate: bool = False) -> Path:
+def converted(
+    source: Path, precision: str, cache: Path, validate: bool = False, word_timestamps: bool = False
+) -> Path:
     """`source` converted to onnx `precision`, cached across runs while the converter and inputs
-    are unchanged. fp16/int8 start from the cached fp32 export. Shared with
-    tests/runtimes/test_onnx_backend.py so each model is exported once per cache."""
+    are unchanged. fp16/int8 (and word-timestamp exports, which add only the alignment graph)
+    start from the cached fp32 export. Shared with tests/runtimes/test_onnx_backend.py so each
+    model is exported once per cache."""
     from importlib.metadata import version
 
     from dwkit.bundled import cache_lock, code_digest
@@ -59,10 +62,13 @@ def converted(source: Path, precision: str, cache: Path, validate: bool = False)
         stat = path.stat()
         key.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     key.update(str(validate).encode())
-    out = cache / "onnx" / f"{source.name}-{precision}-{key.hexdigest()[:12]}"
-    opts = {} if precision == "fp32" else {"fp32_export": converted(source, "fp32", cache, validate=True)}
+    kind = f"{precision}-words" if word_timestamps else precision
+    out = cache / "onnx" / f"{source.name}-{kind}-{key.hexdigest()[:12]}"
+    opts: dict[str, object] = {"word_timestamps": True} if word_timestamps else {}
+    if precision != "fp32" or word_timestamps:
+        opts["fp32_export"] = converted(source, "fp32", cache, validate=True)
     with cache_lock(out.parent / f".{out.name}.lock"):
-        for stale in out.parent.glob(f"{source.name}-{precision}-*"):
+        for stale in out.parent.glob(f"{source.name}-{kind}-[0-9a-f]*"):
             if stale != out and stale.is_dir():  # an older converter's output: ~250 MB each
                 shutil.rmtree(stale, ignore_errors=True)
         if not (out / "dwkit.json").is_file():
