@@ -39,7 +39,7 @@ from dwkit.decoding.options import DecodeOptions, Hypothesis
 from dwkit.decoding.rules import log_softmax
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, TokenAlignment, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec, missing_file_problems
 
 # CTranslate2's compute types; which ones run depends on the device and the build
@@ -280,6 +280,46 @@ class CT2Backend:
                 logits = _to_numpy(result.logits[0][0])
                 out[i] = logits[: self.info.vocab_size]
         return out
+
+    def align(
+        self,
+        enc: EncoderOutput,
+        prompts: list[list[int]],
+        texts: list[list[int]],
+        num_frames: list[int],
+        heads: list[tuple[int, int]],
+    ) -> list[TokenAlignment]:
+        """CTranslate2's native `Whisper.align` (what faster-whisper's word timestamps run on).
+
+        It teacher-forces start sequence + <|notimestamps|> + text + <|endoftext|> itself, so
+        the prompt's trailing <|notimestamps|> is dropped; it normalises, median-filters and
+        runs DTW as dwkit.alignment does. `heads` is not passed: CTranslate2 uses the heads
+        its converter stored in model.bin (the generation config's, or all heads of the last
+        decoder layer when there are none).
+        """
+        from dwkit.alignment import MEDIAN_FILTER_WIDTH
+
+        self._check_batch(enc, prompts)
+        starts: dict[tuple[int, ...], list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            start = prompt[:-1] if prompt and prompt[-1] == self.info.no_timestamps else prompt
+            starts.setdefault(tuple(start), []).append(i)
+        out: list[TokenAlignment | None] = [None] * len(prompts)
+        for start, rows in starts.items():
+            try:
+                results = self.model.align(
+                    self.select(enc, rows).data,
+                    list(start),
+                    [texts[i] for i in rows],
+                    [num_frames[i] for i in rows],
+                    median_filter_width=MEDIAN_FILTER_WIDTH,
+                )
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"ct2 word alignment failed ({_one_line(exc)})") from exc
+            for i, result in zip(rows, results):
+                path = np.asarray(result.alignments, dtype=np.int64).reshape(-1, 2)
+                out[i] = TokenAlignment(path[:, 0], path[:, 1], [float(p) for p in result.text_token_probs])
+        return [a for a in out if a is not None]
 
     def detect_language(self, enc: EncoderOutput) -> list[dict[str, float]]:
         """Language probabilities after <|startoftranscript|> (softmax over language tokens)."""

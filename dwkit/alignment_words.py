@@ -1,0 +1,193 @@
+"""Word timestamps: group a window's text tokens into words and time them on its DTW path.
+
+Grouping follows OpenAI's `whisper/tokenizer.py` (`split_to_word_tokens`) as transformers'
+`_combine_tokens_into_words` copies it: languages written without spaces (zh, ja, th, lo,
+my, yue) split wherever the tokens decode to whole unicode characters, the others at
+tokens that start with a space or are punctuation; then punctuation is merged into its
+neighbour (opening marks onto the next word, closing marks onto the previous one).
+A word starts where the DTW path first reaches the row that predicts its first token and
+ends where it reaches the row after its last token (OpenAI's `find_alignment`; transformers'
+pipeline reports the same interval). Its probability is the mean of its tokens'
+probabilities, as OpenAI and faster-whisper report it (transformers reports none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dwkit.alignment import alignment_heads
+from dwkit.constants import TIME_PRECISION
+from dwkit.errors import ModelError
+from dwkit.longform.prompt import init_tokens
+from dwkit.results import Segment, Word
+from dwkit.runtimes.base import EncoderOutput, TokenAlignment
+from dwkit.tokenizer import LANGUAGES, Tokenizer
+
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
+_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+@dataclass
+class WindowWords:
+    """One decoded window whose segments get words: its batch row and where its audio starts."""
+
+    row: int
+    segments: list[Segment]
+    language: str | None
+    offset_s: float  # the window's start on the state's timeline
+    num_frames: int  # mel frames of real audio in the window
+
+
+def split_to_word_tokens(
+    tokenizer: Tokenizer, tokens: list[int], language: str | None
+) -> tuple[list[str], list[list[int]]]:
+    """Words and the tokens of each (text tokens only), punctuation merged."""
+    code = _code(language)
+    if code in NO_SPACE_LANGUAGES:
+        words, word_tokens = _split_on_unicode(tokenizer, tokens)
+    else:
+        words, word_tokens = _split_on_spaces(tokenizer, tokens)
+    return _merge_punctuations(words, word_tokens)
+
+
+def words_from_alignment(
+    tokenizer: Tokenizer, text: list[int], alignment: TokenAlignment, language: str | None, offset_s: float
+) -> tuple[list[Word], list[list[int]]]:
+    """The timed words of one window's text tokens (times on the window's timeline + offset)."""
+    words, word_tokens = split_to_word_tokens(tokenizer, text, language)
+    if not words:
+        return [], []
+    text_indices, time_indices = alignment.text_indices, alignment.time_indices
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] * TIME_PRECISION
+    boundaries = np.cumsum([0] + [len(t) for t in word_tokens])
+    probs = alignment.token_probs
+    out = [
+        Word(
+            start=round(float(jump_times[begin]) + offset_s, 2),
+            end=round(float(jump_times[end]) + offset_s, 2),
+            word=word,
+            probability=round(float(np.mean(probs[begin:end])), 4),
+        )
+        for word, begin, end in zip(words, boundaries[:-1], boundaries[1:])
+    ]
+    return out, word_tokens
+
+
+def add_word_timestamps(
+    backend: object, tokenizer: Tokenizer, enc: EncoderOutput, windows: list[WindowWords], task: str
+) -> None:
+    """Set `words` on every segment of `windows` (rows of `enc`), one align call for the batch.
+
+    A segment gets the words whose first token is one of its text tokens, so a window's
+    words are aligned together (as OpenAI does) and handed back to their segments.
+    """
+    align = getattr(backend, "align", None)
+    if align is None:
+        raise ModelError(f"the {getattr(backend, 'name', '?')} backend cannot align words (no `align`)")
+    texts = [[t for s in w.segments for t in s.tokens if tokenizer.is_text(t)] for w in windows]
+    todo = [i for i, text in enumerate(texts) if text]
+    for w in windows:
+        for segment in w.segments:
+            segment.words = []
+    if not todo:
+        return
+    rows = [windows[i].row for i in todo]
+    sub = enc if rows == list(range(enc.batch_size)) else backend.select(enc, rows)  # type: ignore[attr-defined]
+    prompts = [init_tokens(tokenizer, windows[i].language, task, timestamps=False) for i in todo]
+    heads = alignment_heads(tokenizer.info)
+    alignments = align(sub, prompts, [texts[i] for i in todo], [windows[i].num_frames for i in todo], heads)
+    for i, alignment in zip(todo, alignments):
+        window = windows[i]
+        words, word_tokens = words_from_alignment(
+            tokenizer, texts[i], alignment, window.language, window.offset_s
+        )
+        _hand_back(tokenizer, window.segments, words, word_tokens)
+
+
+def _hand_back(
+    tokenizer: Tokenizer, segments: list[Segment], words: list[Word], word_tokens: list[list[int]]
+) -> None:
+    """Give each segment the words that start among its text tokens, kept inside its times.
+
+    The path's row after a segment's last word predicts the segment's closing timestamp (or,
+    last in the window, end-of-text), which the DTW can place well after the speech; the
+    segment's own end is the model's better guess there (OpenAI prefers it too, and
+    transformers' pipeline, which aligns the timestamp tokens, lands on it).
+    """
+    owner = [n for n, s in enumerate(segments) for t in s.tokens if tokenizer.is_text(t)]
+    position = 0
+    for word, tokens in zip(words, word_tokens):
+        segment = segments[owner[position]]
+        word.end = max(min(word.end, segment.end), segment.start)
+        word.start = min(max(word.start, segment.start), word.end)
+        segment.words.append(word)  # type: ignore[union-attr]
+        position += len(tokens)
+
+
+def _code(language: str | None) -> str:
+    if not language:
+        return "en"
+    lowered = language.lower()
+    return {name: code for code, name in LANGUAGES.items()}.get(lowered, lowered)
+
+
+def _split_on_unicode(tokenizer: Tokenizer, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
+    """Cut wherever the tokens so far decode to whole characters (a multi-byte character
+    split over tokens decodes to U+FFFD until its last byte arrives)."""
+    full = tokenizer.decode(tokens)
+    words: list[str] = []
+    word_tokens: list[list[int]] = []
+    current: list[int] = []
+    offset = 0
+    for token in tokens:
+        current.append(token)
+        decoded = tokenizer.decode(current)
+        cut = decoded.find("\ufffd")
+        if cut < 0 or (offset + cut < len(full) and full[offset + cut] == "\ufffd"):
+            words.append(decoded)
+            word_tokens.append(current)
+            current = []
+            offset += len(decoded)
+    return words, word_tokens
+
+
+def _split_on_spaces(tokenizer: Tokenizer, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
+    words: list[str] = []
+    word_tokens: list[list[int]] = []
+    for subword, sub_tokens in zip(*_split_on_unicode(tokenizer, tokens)):
+        starts_word = subword.startswith(" ") or subword.strip() in _PUNCTUATION
+        if starts_word or not words:
+            words.append(subword)
+            word_tokens.append(list(sub_tokens))
+        else:
+            words[-1] += subword
+            word_tokens[-1].extend(sub_tokens)
+    return words, word_tokens
+
+
+def _merge_punctuations(words: list[str], tokens: list[list[int]]) -> tuple[list[str], list[list[int]]]:
+    """Opening marks join the next word, closing marks the previous one (OpenAI's merge_punctuations)."""
+    words, tokens = list(words), [list(t) for t in tokens]
+    i, j = len(words) - 2, len(words) - 1
+    while i >= 0:
+        if words[i].startswith(" ") and words[i].strip() in PREPEND_PUNCTUATIONS:
+            words[j], tokens[j] = words[i] + words[j], tokens[i] + tokens[j]
+            words[i], tokens[i] = "", []
+        else:
+            j = i
+        i -= 1
+    i, j = 0, 1
+    while j < len(words):
+        if not words[i].endswith(" ") and words[j] in APPEND_PUNCTUATIONS:
+            words[i], tokens[i] = words[i] + words[j], tokens[i] + tokens[j]
+            words[j], tokens[j] = "", []
+        else:
+            i = j
+        j += 1
+    kept = [n for n, w in enumerate(words) if w]
+    return [words[n] for n in kept], [tokens[n] for n in kept]
