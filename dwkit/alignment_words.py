@@ -191,3 +191,34 @@ def _merge_punctuations(words: list[str], tokens: list[list[int]]) -> tuple[list
         j += 1
     kept = [n for n, w in enumerate(words) if w]
     return [words[n] for n in kept], [tokens[n] for n in kept]
+
+
+def owned_words(segments: list[Segment], offset_s: float, own_from: float, own_to: float) -> list[Word]:
+    """The words of one chunk shifted onto the recording's timeline, only those whose middle
+    lies in [own_from, own_to): the part of the chunk outside its strides, so that two
+    overlapping chunks never give a word twice (the merge joins their text the same way)."""
+    out = []
+    for segment in segments:
+        for word in segment.words or []:
+            start, end = word.start + offset_s, word.end + offset_s
+            if own_from <= (start + end) / 2 < own_to:
+                out.append(Word(round(start, 2), round(end, 2), word.word, word.probability))
+    return out
+
+
+def distribute_words(segments: list[Segment], words: list[Word]) -> None:
+    """Give merged segments the words that fall in them (by the word's middle; one in a gap
+    between segments goes to the nearer one)."""
+    for segment in segments:
+        segment.words = []
+    if not segments:
+        return
+    for word in words:
+        middle = (word.start + word.end) / 2
+        nearest = min(
+            segments,
+            key=lambda s: (
+                0.0 if s.start <= middle <= s.end else min(abs(middle - s.start), abs(middle - s.end))
+            ),
+        )
+        nearest.words.append(word)  # type: ignore[union-attr]
