@@ -55,27 +55,38 @@ def split_to_word_tokens(
 
 
 def words_from_alignment(
-    tokenizer: Tokenizer, text: list[int], alignment: TokenAlignment, language: str | None, offset_s: float
-) -> tuple[list[Word], list[list[int]]]:
-    """The timed words of one window's text tokens (times on the window's timeline + offset)."""
-    words, word_tokens = split_to_word_tokens(tokenizer, text, language)
-    if not words:
-        return [], []
-    text_indices, time_indices = alignment.text_indices, alignment.time_indices
-    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
-    jump_times = time_indices[jumps] * TIME_PRECISION
-    boundaries = np.cumsum([0] + [len(t) for t in word_tokens])
+    tokenizer: Tokenizer,
+    pieces: list[list[int]],
+    alignment: TokenAlignment,
+    language: str | None,
+    offset_s: float,
+) -> list[list[Word]]:
+    """The timed words of each piece (a segment's text tokens) of one window, aligned together.
+
+    Words are grouped within each segment, as transformers' pipeline groups them, so a
+    segment's words always join to its text (a token without a leading space that opens a
+    segment does not glue onto the last word of the one before).
+    """
+    jumps = np.pad(np.diff(alignment.text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = alignment.time_indices[jumps] * TIME_PRECISION
     probs = alignment.token_probs
-    out = [
-        Word(
-            start=round(float(jump_times[begin]) + offset_s, 2),
-            end=round(float(jump_times[end]) + offset_s, 2),
-            word=word,
-            probability=round(float(np.mean(probs[begin:end])), 4),
+    out, first = [], 0
+    for tokens in pieces:
+        words, word_tokens = split_to_word_tokens(tokenizer, tokens, language)
+        bounds = first + np.cumsum([0] + [len(t) for t in word_tokens])
+        out.append(
+            [
+                Word(
+                    start=round(float(jump_times[begin]) + offset_s, 2),
+                    end=round(float(jump_times[end]) + offset_s, 2),
+                    word=word,
+                    probability=round(float(np.mean(probs[begin:end])), 4),
+                )
+                for word, begin, end in zip(words, bounds[:-1], bounds[1:])
+            ]
         )
-        for word, begin, end in zip(words, boundaries[:-1], boundaries[1:])
-    ]
-    return out, word_tokens
+        first += len(tokens)
+    return out
 
 
 def add_word_timestamps(
@@ -83,13 +94,14 @@ def add_word_timestamps(
 ) -> None:
     """Set `words` on every segment of `windows` (rows of `enc`), one align call for the batch.
 
-    A segment gets the words whose first token is one of its text tokens, so a window's
-    words are aligned together (as OpenAI does) and handed back to their segments.
+    A window's segments are aligned together (as OpenAI does: the DTW sees the whole
+    window's text), then each segment keeps its own words.
     """
     align = getattr(backend, "align", None)
     if align is None:
         raise ModelError(f"the {getattr(backend, 'name', '?')} backend cannot align words (no `align`)")
-    texts = [[t for s in w.segments for t in s.tokens if tokenizer.is_text(t)] for w in windows]
+    pieces = [[[t for t in s.tokens if tokenizer.is_text(t)] for s in w.segments] for w in windows]
+    texts = [[t for piece in window for t in piece] for window in pieces]
     todo = [i for i, text in enumerate(texts) if text]
     for w in windows:
         for segment in w.segments:
@@ -103,30 +115,21 @@ def add_word_timestamps(
     alignments = align(sub, prompts, [texts[i] for i in todo], [windows[i].num_frames for i in todo], heads)
     for i, alignment in zip(todo, alignments):
         window = windows[i]
-        words, word_tokens = words_from_alignment(
-            tokenizer, texts[i], alignment, window.language, window.offset_s
-        )
-        _hand_back(tokenizer, window.segments, words, word_tokens)
+        timed = words_from_alignment(tokenizer, pieces[i], alignment, window.language, window.offset_s)
+        for segment, words in zip(window.segments, timed):
+            segment.words = [_inside(word, segment) for word in words]
 
 
-def _hand_back(
-    tokenizer: Tokenizer, segments: list[Segment], words: list[Word], word_tokens: list[list[int]]
-) -> None:
-    """Give each segment the words that start among its text tokens, kept inside its times.
+def _inside(word: Word, segment: Segment) -> Word:
+    """The word kept inside its segment's times.
 
     The path's row after a segment's last word predicts the segment's closing timestamp (or,
     last in the window, end-of-text), which the DTW can place well after the speech; the
-    segment's own end is the model's better guess there (OpenAI prefers it too, and
-    transformers' pipeline, which aligns the timestamp tokens, lands on it).
+    segment's own end is the model's better guess there (OpenAI prefers it too).
     """
-    owner = [n for n, s in enumerate(segments) for t in s.tokens if tokenizer.is_text(t)]
-    position = 0
-    for word, tokens in zip(words, word_tokens):
-        segment = segments[owner[position]]
-        word.end = max(min(word.end, segment.end), segment.start)
-        word.start = min(max(word.start, segment.start), word.end)
-        segment.words.append(word)  # type: ignore[union-attr]
-        position += len(tokens)
+    word.end = max(min(word.end, segment.end), segment.start)
+    word.start = min(max(word.start, segment.start), word.end)
+    return word
 
 
 def _code(language: str | None) -> str:
