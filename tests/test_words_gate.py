@@ -1,0 +1,72 @@
+"""The parity gate's word level: on when the parity runs time words, same words and times
+within tolerance against the hf baseline, thresholds from the packaged [words] section."""
+
+from __future__ import annotations
+
+import pytest
+
+from dwkit.errors import ConfigError
+from dwkit.parity import AudioSet, ParityConfig, run_parity
+from dwkit.parity.measures import word_agreement
+from dwkit.parity.results import Check
+from dwkit.results import Word
+
+
+def _words(*spec: tuple[str, float, float]) -> list[Word]:
+    return [Word(start, end, text, 1.0) for text, start, end in spec]
+
+
+def test_word_agreement_matches_text_in_order_and_counts_times_within_tolerance():
+    ref = _words((" The", 0.0, 0.3), (" old", 0.3, 0.6), (" man", 0.6, 1.0), (" sat.", 1.0, 1.4))
+    cand = _words((" The", 0.02, 0.3), (" old", 0.3, 0.82), (" sat.", 1.0, 1.4))
+    agreement = word_agreement([ref], [cand], tolerance_s=0.1)
+    assert agreement["words"] == 4 and agreement["words_matched"] == 3
+    assert agreement["match_rate"] == 0.75
+    assert agreement["time_share"] == pytest.approx(2 / 3)  # " old" ends 0.22 s late
+    assert agreement["time_max_abs"] == pytest.approx(0.22)
+    assert word_agreement([[]], [[]], 0.1)["match_rate"] == 1.0
+
+
+def test_word_thresholds_per_table_with_default():
+    config = ParityConfig.load()
+    assert config.words("fp32") == (0.1, {"word_match_min": 1.0, "word_time_share_min": 0.95})
+    tolerance, limits = config.words("int8")
+    assert tolerance == 0.1 and limits["word_match_min"] < 1.0
+    assert not Check("word_time_share_min", 0.9, limits["word_time_share_min"] + 0.01).passed
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[words]\ntolerance_s = -1\n", "tolerance_s"),
+        ("[words]\nwidth = 3\n", "tolerance_s and"),
+        ("[words.limits.fp32]\nword_match = 1.0\n", "unknown threshold 'word_match'"),
+    ],
+)
+def test_bad_words_section_is_refused_with_the_key(tmp_path, text, message):
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        ParityConfig.load(path)
+
+
+def test_gate_has_a_word_level_only_with_word_timestamps_on(tiny_en_dir, dwkit_cache, speech_short, tmp_path):
+    pytest.importorskip("ctranslate2")
+    from tests.converters.test_ct2 import converted
+
+    ct2_dir = converted(tiny_en_dir, "float32", dwkit_cache, validate=True)
+    on = tmp_path / "words.toml"
+    on.write_text("[longform]\nword_timestamps = true\n")
+    audio = AudioSet.from_files([speech_short[0]])
+    report = run_parity(
+        tiny_en_dir, [f"ct2:{ct2_dir}"], audio=audio, modes=("short",), config=ParityConfig.load(on)
+    )
+    words = [r for r in report.results if r.level == "words"]
+    assert [r.mode for r in words] == ["short"]
+    assert words[0].passed, words[0].summary()
+    assert words[0].details["words_matched"] == words[0].details["words"] > 10
+    assert words[0].details["time_share"] == 1.0  # CTranslate2's DTW and the shared one agree
+    assert "words" in report.table()
+    from dwkit.parity import ParityGate
+
+    assert ("words", "short") not in ParityGate(tiny_en_dir, audio, modes=("short",)).cases()
