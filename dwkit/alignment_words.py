@@ -80,7 +80,7 @@ def words_from_alignment(
                     start=round(float(jump_times[begin]) + offset_s, 2),
                     end=round(float(jump_times[end]) + offset_s, 2),
                     word=word,
-                    probability=round(float(np.mean(probs[begin:end])), 4),
+                    probability=float(np.mean(probs[begin:end])),
                 )
                 for word, begin, end in zip(words, bounds[:-1], bounds[1:])
             ]

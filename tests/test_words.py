@@ -172,11 +172,7 @@ def student_with_teacher_heads(random_distil128_dir: Path, tmp_path_factory) -> 
     return out
 
 
-def test_student_with_its_teachers_heads_gets_words_from_its_last_layer(
-    student_with_teacher_heads, caplog, monkeypatch
-):
-    pytest.importorskip("torch")
-    monkeypatch.setattr("dwkit.alignment._warned", set())
+def _student_words(model_dir: Path, backend: str) -> Transcript:
     from dwkit.decoding.options import DecodeOptions
     from dwkit.transcriber import Transcriber
 
@@ -184,16 +180,38 @@ def test_student_with_its_teachers_heads_gets_words_from_its_last_layer(
         word_timestamps=True, language="en", temperatures=(0.0,), decode=DecodeOptions(max_new_tokens=12)
     )
     audio = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1
-    with caplog.at_level(logging.WARNING, logger="dwkit.alignment"):
-        transcript = Transcriber.from_model_dir(student_with_teacher_heads, "hf", options=opts).transcribe(
-            audio
-        )
+    return Transcriber.from_model_dir(model_dir, backend, options=opts).transcribe(audio)
+
+
+def _assert_timed(transcript: Transcript) -> None:
     assert transcript.segments and all(s.words is not None for s in transcript.segments)
     text_segments = [s for s in transcript.segments if s.text.strip()]
     assert text_segments and all(s.words for s in text_segments)
-    assert any("point past its 2 decoder layers" in r.message for r in caplog.records)
     for segment in text_segments:
         assert "".join(w.word for w in segment.words) == segment.text
         assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words)
         assert all(0.0 <= w.probability <= 1.0 for w in segment.words)
+
+
+def test_student_with_its_teachers_heads_gets_words_from_its_last_layer(
+    student_with_teacher_heads, caplog, monkeypatch
+):
+    pytest.importorskip("torch")
+    monkeypatch.setattr("dwkit.alignment._warned", set())
+    with caplog.at_level(logging.WARNING, logger="dwkit.alignment"):
+        transcript = _student_words(student_with_teacher_heads, "hf")
+    _assert_timed(transcript)
+    assert any("point past its 2 decoder layers" in r.message for r in caplog.records)
     assert alignment_heads(ModelInfo.from_hf_dir(student_with_teacher_heads)) == [(1, h) for h in range(4)]
+
+
+def test_ct2_student_with_its_teachers_heads_aligns_instead_of_crashing(student_with_teacher_heads, tmp_path):
+    """CTranslate2's align reads past its layers (a segfault, measured) with such heads in the
+    converted config.json: the backend aligns with the fallback heads instead."""
+    pytest.importorskip("ctranslate2")
+    from dwkit.converters import convert
+
+    out = tmp_path / "student-ct2"
+    convert(student_with_teacher_heads, out, "ct2", "float32", validate=False)
+    assert json.loads((out / "config.json").read_text())["alignment_heads"][0] == [31, 0]
+    _assert_timed(_student_words(out, "ct2"))

@@ -4,6 +4,7 @@ backend and on CTranslate2's native aligner."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +74,13 @@ def tiny_reference(tiny_en_dir: Path, short_audio: np.ndarray) -> list[Word]:
 
 
 @pytest.fixture(scope="module")
-def tiny_hf(tiny_en_dir: Path, short_audio: np.ndarray) -> Transcript:
-    return Transcriber.from_model_dir(tiny_en_dir, "hf", options=LongformOptions(**EXACT)).transcribe(
-        short_audio
-    )
+def tiny_hf_transcriber(tiny_en_dir: Path) -> Transcriber:
+    return Transcriber.from_model_dir(tiny_en_dir, "hf", options=LongformOptions(**EXACT))
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tiny_hf_transcriber: Transcriber, short_audio: np.ndarray) -> Transcript:
+    return tiny_hf_transcriber.transcribe(short_audio)
 
 
 def test_hf_words_match_transformers_pipeline(tiny_reference, tiny_hf):
@@ -130,3 +134,19 @@ def test_long_form_words_sequential_and_chunked(tiny_en_dir, speech_long):
     reference = pipeline_words(tiny_en_dir, audio, chunk_length_s=opts.chunk_length_s, batch_size=8)
     agreement = word_agreement([reference], [words_of(transcript)], TOLERANCE_S)
     assert agreement["match_rate"] >= 0.95 and agreement["time_share"] >= 0.9, agreement
+
+
+def test_cli_writes_words_to_json_and_cuts_subtitles_by_words(tiny_en_dir, speech_short, tmp_path, capsys):
+    from dwkit.cli.main import entry as dwkit
+
+    path = str(speech_short[0])
+    out = tmp_path / "t.srt"
+    args = ["transcribe", path, "--model", str(tiny_en_dir), "--backend", "hf", "--word-timestamps"]
+    assert dwkit([*args, "-f", "srt", "--max-words-per-line", "3", "-o", str(out)]) == 0
+    cues = [block.split("\n")[2] for block in out.read_text().strip().split("\n\n")]
+    assert len(cues) > 4 and all(1 <= len(cue.split()) <= 3 for cue in cues)
+    assert dwkit([*args, "-f", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    words = [w for s in data["segments"] for w in s["words"]]
+    assert words and all(set(w) == {"start", "end", "word", "probability"} for w in words)
+    assert "".join(w["word"] for w in words) == data["text"]
