@@ -84,30 +84,34 @@ def alignment_matrix(weights: np.ndarray, num_frames: int, width: int = MEDIAN_F
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Monotonic path through `cost` [tokens, frames]: (text indices, time indices).
 
-    The recursion, tie-breaking and backtrace of OpenAI's `dtw_cpu` (transformers'
-    `_dynamic_time_warping` copies it), computed one anti-diagonal at a time with numpy
-    instead of a Python double loop (cells on an anti-diagonal depend only on earlier ones).
+    The recursion, float32 accumulator, tie-breaking and backtrace of OpenAI's `dtw_cpu`
+    (transformers' `_dynamic_time_warping` copies it), computed one anti-diagonal at a time:
+    cells on an anti-diagonal depend only on the two before it, so each is a few numpy
+    operations on slices, instead of a Python loop over every cell (OpenAI compiles that loop
+    with numba, which we do not depend on). Stored skewed, `acc[d, i]` is cell (i, d - i).
     """
     n, m = cost.shape
-    acc = np.full((n + 1, m + 1), np.inf, dtype=np.float32)
-    trace = -np.ones((n + 1, m + 1), dtype=np.int8)
+    diagonals = n + m + 1
+    rows = np.arange(n + 1)[None, :]
+    cols = np.arange(diagonals)[:, None] - rows
+    inside = (rows >= 1) & (cols >= 1) & (cols <= m)
+    skewed = np.zeros((diagonals, n + 1), dtype=np.float64)
+    skewed[inside] = cost[np.broadcast_to(rows, inside.shape)[inside] - 1, cols[inside] - 1]
+    acc = np.full((diagonals, n + 1), np.inf, dtype=np.float32)
+    trace = np.full((diagonals, n + 1), -1, dtype=np.int8)
     acc[0, 0] = 0
-    for d in range(2, n + m + 1):
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
-        j = d - i
-        c0, c1, c2 = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
-        t = np.where((c0 < c1) & (c0 < c2), 0, np.where((c1 < c0) & (c1 < c2), 1, 2))
-        best = np.choose(t, [c0, c1, c2])
-        acc[i, j] = cost[i - 1, j - 1] + best
-        trace[i, j] = t
-    trace[0, :] = 2
-    trace[:, 0] = 1
+    for d in range(2, diagonals):
+        lo, hi = max(1, d - m), min(n, d - 1) + 1
+        c0, c1, c2 = acc[d - 2, lo - 1 : hi - 1], acc[d - 1, lo - 1 : hi - 1], acc[d - 1, lo:hi]
+        t = np.where((c0 < c1) & (c0 < c2), 0, np.where((c1 < c0) & (c1 < c2), 1, 2)).astype(np.int8)
+        acc[d, lo:hi] = skewed[d, lo:hi] + np.where(t == 0, c0, np.where(t == 1, c1, c2))
+        trace[d, lo:hi] = t
     i, j = n, m
     text, time = [], []
     while i > 0 or j > 0:
         text.append(i - 1)
         time.append(j - 1)
-        step = trace[i, j]
+        step = 2 if i == 0 else 1 if j == 0 else trace[i + j, i]
         if step == 0:
             i, j = i - 1, j - 1
         elif step == 1:

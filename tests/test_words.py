@@ -23,8 +23,9 @@ from dwkit.writers import render
 def test_dtw_takes_transformers_path_on_random_costs():
     whisper = pytest.importorskip("transformers.models.whisper.generation_whisper")
     rng = np.random.default_rng(0)
-    for shape in [(1, 1), (3, 40), (17, 9), (12, 60)]:
-        cost = rng.standard_normal(shape)
+    costs = [rng.standard_normal(shape) for shape in [(1, 1), (3, 40), (17, 9), (12, 60)]]
+    costs += [rng.integers(0, 3, (20, 60)).astype(float), np.zeros((5, 9))]  # ties: the tie-breaking
+    for cost in costs:
         theirs = whisper._dynamic_time_warping(cost)
         ours = dtw(cost)
         assert np.array_equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])
