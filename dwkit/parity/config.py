@@ -175,6 +175,12 @@ class ParityConfig:
         origin = f"[longform] in {self.sources[-1]}"
         return build(LongformOptions, settings, origin, nested={"decode": DecodeOptions})
 
+    def mode_levels(self, mode: str) -> tuple[str, ...]:
+        """The levels checked per mode: tokens, transcripts, and words where the parity runs
+        time words (`[longform] word_timestamps = true`)."""
+        words = (WORDS_LEVEL,) if self.longform(mode).word_timestamps else ()
+        return ("tokens", "transcripts", *words)
+
     def words(self, table: str) -> tuple[float, dict[str, float]]:
         """(tolerance in seconds, limits) of the word level for a thresholds table:
         `[words.limits.default]`, then `[words.limits.TABLE]`, then word keys in the table itself."""

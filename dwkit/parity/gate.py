@@ -184,7 +184,7 @@ class ParityGate:
                 report.results += [tokens, transcripts]
                 if run is not None:
                     report.transcripts[mode] = [t.text for t in run.transcripts]
-                if self.words_on(mode):
+                if WORDS_LEVEL in self.config.mode_levels(mode):
                     report.results.append(self._check_words(label, mode, run, table, transcripts.error))
         finally:
             backend.close()
@@ -195,15 +195,8 @@ class ParityGate:
     def cases(self) -> list[tuple[str, str | None]]:
         """(level, mode) of every result a candidate gets, in report order."""
         return [("numerics", None)] + [
-            (level, mode)
-            for mode in self.modes
-            for level in ("tokens", "transcripts", WORDS_LEVEL)
-            if level != WORDS_LEVEL or self.words_on(mode)
+            (level, mode) for mode in self.modes for level in self.config.mode_levels(mode)
         ]
-
-    def words_on(self, mode: str) -> bool:
-        """The word level runs where the parity runs time words (`[longform] word_timestamps = true`)."""
-        return bool(self.config.longform(mode).word_timestamps)
 
     def _check_same_model(self, backend: Any) -> None:
         ref, cand = self.baseline.info, backend.info
