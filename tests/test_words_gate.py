@@ -34,23 +34,33 @@ def test_word_thresholds_per_table_with_default():
     assert not Check("word_time_share_min", 0.9, limits["word_time_share_min"] + 0.01).passed
 
 
-def test_gate_has_a_word_level_only_with_word_timestamps_on(tiny_en_dir, dwkit_cache, speech_short, tmp_path):
+@pytest.fixture
+def words_on(tmp_path) -> ParityConfig:
+    path = tmp_path / "words.toml"
+    path.write_text("[longform]\nword_timestamps = true\n")
+    return ParityConfig.load(path)
+
+
+def test_gate_has_a_word_case_per_mode_only_with_word_timestamps_on(tiny_en_dir, words_on):
+    from dwkit.parity import ParityGate
+
+    audio = AudioSet([], [])
+    cases = ParityGate(tiny_en_dir, audio, modes=("short", "chunked"), config=words_on).cases()
+    assert [c for c in cases if c[0] == "words"] == [("words", "short"), ("words", "chunked")]
+    assert not [c for c in ParityGate(tiny_en_dir, audio).cases() if c[0] == "words"]
+
+
+@pytest.mark.slow
+def test_gate_word_level_passes_ct2_float32(tiny_en_dir, dwkit_cache, speech_short, words_on):
     pytest.importorskip("ctranslate2")
     from tests.converters.test_ct2 import converted
 
     ct2_dir = converted(tiny_en_dir, "float32", dwkit_cache, validate=True)
-    on = tmp_path / "words.toml"
-    on.write_text("[longform]\nword_timestamps = true\n")
     audio = AudioSet.from_files([speech_short[0]])
-    report = run_parity(
-        tiny_en_dir, [f"ct2:{ct2_dir}"], audio=audio, modes=("short",), config=ParityConfig.load(on)
-    )
+    report = run_parity(tiny_en_dir, [f"ct2:{ct2_dir}"], audio=audio, modes=("short",), config=words_on)
     words = [r for r in report.results if r.level == "words"]
     assert [r.mode for r in words] == ["short"]
     assert words[0].passed, words[0].summary()
     assert words[0].details["words_matched"] == words[0].details["words"] > 10
     assert words[0].details["time_share"] == 1.0  # CTranslate2's DTW and the shared one agree
     assert "words" in report.table()
-    from dwkit.parity import ParityGate
-
-    assert ("words", "short") not in ParityGate(tiny_en_dir, audio, modes=("short",)).cases()

@@ -136,6 +136,7 @@ def test_long_form_words_sequential_and_chunked(tiny_en_dir, speech_long):
     assert agreement["match_rate"] >= 0.95 and agreement["time_share"] >= 0.9, agreement
 
 
+@pytest.mark.slow
 def test_cli_writes_words_to_json_and_cuts_subtitles_by_words(tiny_en_dir, speech_short, tmp_path, capsys):
     from dwkit.cli.main import entry as dwkit
 
