@@ -119,12 +119,12 @@ def _step(
             state.seek += frames
         else:
             state.seek = _take(state, tokenizer, result, frames, opts, info.timestamp_begin)
-            timed.append(
-                WindowWords(row, state.segments[kept:], state.language, before * FRAME_SECONDS, frames)
-            )
+            if opts.word_timestamps:
+                new = state.segments[kept:]
+                timed.append(WindowWords(row, new, state.language, before * FRAME_SECONDS, frames))
         if progress:
             progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
-    if opts.word_timestamps and timed:
+    if timed:
         add_word_timestamps(backend, tokenizer, enc, timed, opts.task)
 
 
