@@ -163,6 +163,12 @@ class Config:
     language: str | None = same_as(LongformOptions, "language")
     task: str = same_as(LongformOptions, "task")
     output_format: str = option("txt", top=True, choices=OUTPUT_FORMATS, short="-f", help="transcript format")
+    max_words_per_line: int | None = option(
+        None,
+        top=True,
+        minimum=1,
+        help="srt/vtt: cues of at most this many words (with word_timestamps; none: one cue per segment)",
+    )
     decode: DecodeSection = field(default_factory=DecodeSection)  # type: ignore[valid-type]
     longform: LongformSection = field(default_factory=LongformSection)  # type: ignore[valid-type]
     draft: DraftSection = field(default_factory=DraftSection)  # type: ignore[valid-type]

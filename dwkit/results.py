@@ -7,6 +7,20 @@ from typing import Any
 
 
 @dataclass
+class Word:
+    """One word on the recording's timeline (seconds), as faster-whisper's `Word`.
+
+    `word` keeps its leading space, so joining a segment's words gives its text.
+    `probability`: the mean of its tokens' probabilities (OpenAI's and faster-whisper's).
+    """
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
 class Segment:
     start: float
     end: float
@@ -16,6 +30,7 @@ class Segment:
     no_speech_prob: float | None = None
     temperature: float | None = None
     compression_ratio: float | None = None
+    words: list[Word] | None = None  # only with word timestamps on
 
 
 @dataclass
@@ -29,4 +44,9 @@ class Transcript:
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Segments carry `words` only when word timestamps were asked for."""
+        data = asdict(self)
+        for segment in data["segments"]:
+            if segment.get("words") is None:
+                segment.pop("words", None)
+        return data

@@ -121,13 +121,16 @@ _SETTINGS = pytest.StashKey[Settings]()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "parity_case" not in metafunc.fixturenames:
         return
+    from dwkit.parity import ParityConfig
+
     settings = metafunc.config.stash[_SETTINGS]
+    config = ParityConfig.load(settings.thresholds)
     cases, ids = [], []
     for key in _candidate_keys(settings):
         cases.append((key, "numerics", None))
         ids.append(f"{key}-numerics")
         for mode in settings.modes:
-            for level in ("tokens", "transcripts"):
+            for level in config.mode_levels(mode):
                 cases.append((key, level, mode))
                 ids.append(f"{key}-{level}-{mode}")
     metafunc.parametrize("parity_case", cases, ids=ids)

@@ -163,6 +163,32 @@ class StepBackend:
             f"the {self.name} backend cannot report cross-attention weights, which word timestamps need"
         )
 
+    def align(
+        self,
+        enc: EncoderOutput,
+        prompts: list[list[int]],
+        texts: list[list[int]],
+        num_frames: list[int],
+        heads: list[tuple[int, int]],
+    ) -> list[TokenAlignment]:
+        """The Aligner contract from `cross_attentions` and the shared DTW (dwkit.alignment).
+
+        `prompts[i]` ends with <|notimestamps|> (OpenAI's alignment prompt); one teacher-forced
+        pass per row over prompt + text + end-of-text, keeping the rows that predict the text
+        tokens and end-of-text (the last prompt row onwards).
+        """
+        from dwkit.alignment import alignment_matrix, dtw, text_token_probs
+
+        out = []
+        for row, (prompt, text, frames) in enumerate(zip(prompts, texts, num_frames)):
+            weights, logits = self.cross_attentions(enc, row, [*prompt, *text, self.info.eot], heads)
+            first = len(prompt) - 1
+            matrix = alignment_matrix(weights[:, first : first + len(text) + 1], frames)
+            text_indices, time_indices = dtw(-matrix)
+            probs = text_token_probs(logits[first:], text, self.info.eot)
+            out.append(TokenAlignment(text_indices, time_indices, probs))
+        return out
+
     def encoder_digest(self) -> str | None:
         """Optional: a digest of the encoder's weights, dtype and device; two backends with
         equal digests produce interchangeable EncoderOutputs (a draft then reuses the main

@@ -29,6 +29,7 @@ len ** length_penalty (the shared beam search by length + 1, or GNMT's ((5 + len
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from dwkit.decoding.options import DecodeOptions, Hypothesis
 from dwkit.decoding.rules import log_softmax
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, TokenAlignment, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec, missing_file_problems
 
 # CTranslate2's compute types; which ones run depends on the device and the build
@@ -80,6 +81,9 @@ class CT2Backend:
         self.info = info
         self.device = device
         self.compute_type = compute_type
+        self.model_dir: Path | None = None  # set by from_model_dir; the aligner twin reloads from it
+        self._load_options: dict[str, Any] = {}
+        self._aligner: Any = None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> CT2Backend:
@@ -115,7 +119,12 @@ class CT2Backend:
                 f"{model_dir}: model.bin expects {model.n_mels} mel bins but its manifest says "
                 f"{info.n_mels}; the directory mixes two models (reconvert it)"
             )
-        return cls(model, info, device, compute_type)
+        backend = cls(model, info, device, compute_type)
+        backend.model_dir = model_dir
+        backend._load_options = dict(
+            device=device, device_index=index, compute_type=compute_type, intra_threads=config.threads
+        )
+        return backend
 
     def close(self) -> None:
         """Free the weights now rather than when the garbage collector finds the model."""
@@ -297,6 +306,77 @@ class CT2Backend:
                 logits = _to_numpy(result.logits[0][0])
                 out[i] = logits[: self.info.vocab_size]
         return out
+
+    def align(
+        self,
+        enc: EncoderOutput,
+        prompts: list[list[int]],
+        texts: list[list[int]],
+        num_frames: list[int],
+        heads: list[tuple[int, int]],
+    ) -> list[TokenAlignment]:
+        """CTranslate2's native `Whisper.align` (what faster-whisper's word timestamps run on).
+
+        It teacher-forces start sequence + <|notimestamps|> + text + <|endoftext|> itself, so
+        the prompt's trailing <|notimestamps|> is dropped; it normalises, median-filters and
+        runs DTW as dwkit.alignment does. `heads` is not passed: CTranslate2 uses the heads
+        its converter stored in model.bin (the generation config's, or all heads of the last
+        decoder layer when there are none).
+        """
+        from dwkit.alignment import MEDIAN_FILTER_WIDTH
+
+        self._check_batch(enc, prompts)
+        model = self._align_model()
+        starts: dict[tuple[int, ...], list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            start = prompt[:-1] if prompt and prompt[-1] == self.info.no_timestamps else prompt
+            starts.setdefault(tuple(start), []).append(i)
+        out: list[TokenAlignment | None] = [None] * len(prompts)
+        for start, rows in starts.items():
+            try:
+                results = model.align(
+                    self.select(enc, rows).data,
+                    list(start),
+                    [texts[i] for i in rows],
+                    [num_frames[i] for i in rows],
+                    median_filter_width=MEDIAN_FILTER_WIDTH,
+                )
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"ct2 word alignment failed ({_one_line(exc)})") from exc
+            for i, result in zip(rows, results):
+                path = np.asarray(result.alignments, dtype=np.int64).reshape(-1, 2)
+                out[i] = TokenAlignment(path[:, 0], path[:, 1], [float(p) for p in result.text_token_probs])
+        return [a for a in out if a is not None]
+
+    def _align_model(self) -> Any:
+        """The model to align with: this one, unless the heads in its config.json point past its
+        decoder layers (a distilled student converted with its teacher's heads), on which
+        CTranslate2's align reads out of bounds and crashes the process. Then a second copy,
+        loaded once from memory with config.json naming dwkit.alignment's fallback heads (all
+        heads of the last decoder layer); the files on disk are left as they are."""
+        if self._aligner is None:
+            self._aligner = self.model
+            config_path = self.model_dir / "config.json" if self.model_dir else None
+            if config_path is not None and config_path.is_file():
+                import ctranslate2
+
+                from dwkit.alignment import alignment_heads
+                from dwkit.manifest import read_json_object
+
+                config = read_json_object(config_path)
+                info = self.info
+                given = config.get("alignment_heads") or []
+                inside = [
+                    0 <= layer < info.decoder_layers and 0 <= h < info.decoder_heads for layer, h in given
+                ]
+                if not all(inside):
+                    config["alignment_heads"] = [list(pair) for pair in alignment_heads(info)]
+                    files = {p.name: p.read_bytes() for p in self.model_dir.iterdir() if p.is_file()}
+                    files["config.json"] = json.dumps(config).encode()
+                    self._aligner = ctranslate2.models.Whisper(
+                        str(self.model_dir), files=files, **self._load_options
+                    )
+        return self._aligner
 
     def detect_language(self, enc: EncoderOutput) -> list[dict[str, float]]:
         """Language probabilities after <|startoftranscript|> (softmax over language tokens)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ class HFBackend(StepBackend):
         self.device = device
         self.dtype = dtype
         self._encoder_digest: str | None = None
+        self._eager: Any = None  # the decoder that reports attention weights (word timestamps)
+        self._eager_lock = threading.Lock()
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> HFBackend:
@@ -140,6 +143,47 @@ class HFBackend(StepBackend):
         if surplus > 0:
             cache.past.crop(-surplus)
         return cache
+
+    def cross_attentions(
+        self, enc: EncoderOutput, row: int, tokens: list[int], heads: list[tuple[int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        decoder = self._eager_decoder()
+        with torch.inference_mode():
+            ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+            out = decoder(
+                input_ids=ids,
+                encoder_hidden_states=enc.data[row : row + 1],
+                output_attentions=True,
+                use_cache=False,
+            )
+            weights = torch.stack([out.cross_attentions[layer][0, head] for layer, head in heads])
+            logits = self.model.proj_out(out.last_hidden_state[0])
+        return weights.float().cpu().numpy(), logits.float().cpu().numpy()
+
+    def _eager_decoder(self) -> Any:
+        """A second decoder module over the same weight tensors, with eager attention.
+
+        sdpa (what decoding runs on) returns no attention weights; switching the shared
+        config to eager per call would race with other threads and slow every decode step,
+        so words get their own module, built on the meta device and given the loaded
+        tensors (`assign=True`: no copy), only when word timestamps are first asked for.
+        """
+        with self._eager_lock:
+            if self._eager is None:
+                import copy
+
+                import torch
+                from transformers.models.whisper.modeling_whisper import WhisperDecoder
+
+                config = copy.deepcopy(self.model.config)
+                config._attn_implementation = "eager"
+                with torch.device("meta"):
+                    decoder = WhisperDecoder(config)
+                decoder.load_state_dict(self.model.model.decoder.state_dict(), assign=True)
+                self._eager = decoder.eval()
+        return self._eager
 
     def encoder_digest(self) -> str:
         import torch

@@ -155,6 +155,9 @@ def test_user_table_takes_over_a_precision(tmp_path):
         ("[limits]\nx = 1\n", "unknown section"),
         ("[longform]\nchunk_length = 20\n", "[longform]"),
         ("[thresholds.fp32\n", "not valid TOML"),
+        ("[words]\ntolerance_s = -1\n", "tolerance_s must be"),
+        ("[words]\nwidth = 3\n", "takes tolerance_s and"),
+        ("[words.limits.fp32]\nword_match = 1.0\n", "unknown threshold 'word_match'"),
     ],
 )
 def test_bad_thresholds_file_is_refused_with_the_key(tmp_path, text, message):

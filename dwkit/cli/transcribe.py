@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     transcripts = transcriber.transcribe_batch(sources, progress=show_progress)
     for path, stem, transcript in zip(args.audio, stems, transcripts):
         transcript.source = path
-        text = render(transcript, config.output_format)
+        text = render(transcript, config.output_format, config.max_words_per_line)
         if args.output is None:
             sys.stdout.write(text)
         elif len(args.audio) == 1 and not args.output.is_dir():

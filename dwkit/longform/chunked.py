@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dwkit.alignment_words import distribute_words, owned_words
 from dwkit.constants import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.features import log_mel
 from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
@@ -18,7 +19,7 @@ from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
 from dwkit.longform.union import fold_in
 from dwkit.longform.windows import ProgressFn, WindowState, consume_windows
-from dwkit.results import Segment, Transcript
+from dwkit.results import Segment, Transcript, Word
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import LANGUAGES, Tokenizer
 
@@ -71,7 +72,23 @@ def transcribe_chunked(
     merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
     if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
         merged = [[p for p in pieces if p.text.strip()] for pieces in merged]
-    return [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]
+    transcripts = [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]
+    if opts.word_timestamps:
+        words: dict[int, list[Word]] = {i: [] for i in range(len(audios))}
+        for chunk, state in zip(chunks, states):
+            words[chunk.file].extend(_chunk_words(chunk, state))
+        for i, transcript in enumerate(transcripts):
+            distribute_words(transcript.segments, words[i])
+            clamp_to_duration(transcript.segments, transcript.duration)
+    return transcripts
+
+
+def _chunk_words(chunk: Chunk, state: WindowState) -> list[Word]:
+    """A chunk's words on the recording's timeline, outside its strides only."""
+    start = chunk.start / SAMPLE_RATE
+    own_from = start + chunk.stride_left / SAMPLE_RATE
+    own_to = start + (len(chunk.samples) - chunk.stride_right) / SAMPLE_RATE
+    return owned_words(state.segments, start, own_from, own_to)
 
 
 def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState:

@@ -69,6 +69,10 @@ class LongformOptions:
         help="reproduce transformers' output token for token: no lost-speech guard (a window or chunk "
         "that ends early with speech after it is then left short, as transformers leaves it)",
     )
+    word_timestamps: bool = option(
+        False,
+        help="time every word (cross-attention of the alignment heads + DTW): JSON words, srt/vtt cut by words",
+    )
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def __post_init__(self) -> None:

@@ -61,4 +61,6 @@ def clamp_to_duration(segments: list[Segment], duration: float) -> list[Segment]
     for segment in segments:
         segment.start = min(segment.start, duration)
         segment.end = min(segment.end, duration)
+        for word in segment.words or []:
+            word.start, word.end = min(word.start, duration), min(word.end, duration)
     return segments

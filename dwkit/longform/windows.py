@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dwkit.alignment_words import WindowWords, add_word_timestamps
 from dwkit.constants import FRAME_SECONDS, N_FRAMES
 from dwkit.decoding.options import Hypothesis
 from dwkit.features import pad_or_trim
@@ -106,8 +107,9 @@ def _step(
     ]
     results = decode_with_fallback(backend, enc, prompts, opts, timestamps=timestamps)
     _decode_plain(backend, tokenizer, enc, batch, opts)
-    for state, frames, result in zip(batch, num_frames, results):
-        before = state.seek
+    timed: list[WindowWords] = []  # windows whose new segments get word timestamps
+    for row, (state, frames, result) in enumerate(zip(batch, num_frames, results)):
+        before, kept = state.seek, len(state.segments)
         hyp = result.hypothesis
         state.condition = opts.condition_on_prev_tokens and hyp.temperature < 0.5
         resume, state.resume = state.resume, None
@@ -117,8 +119,13 @@ def _step(
             state.seek += frames
         else:
             state.seek = _take(state, tokenizer, result, frames, opts, info.timestamp_begin)
+            if opts.word_timestamps:
+                new = state.segments[kept:]
+                timed.append(WindowWords(row, new, state.language, before * FRAME_SECONDS, frames))
         if progress:
             progress((min(state.seek, state.max_frames) - before) * FRAME_SECONDS * state.progress_scale)
+    if timed:
+        add_word_timestamps(backend, tokenizer, enc, timed, opts.task)
 
 
 def _take(

@@ -17,7 +17,7 @@ from typing import Any
 from dwkit.errors import ConfigError
 from dwkit.tomlfile import read_toml_file
 
-LEVELS = ("numerics", "tokens", "transcripts")
+LEVELS = ("numerics", "tokens", "transcripts", "words")  # words: only with word timestamps on
 MODES = ("short", "sequential", "chunked")
 BASELINE_BACKEND = "hf"
 BASELINE_PRECISION = "fp32"
@@ -34,7 +34,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "wer_max": ("transcripts", "max"),
     "timestamp_max_abs": ("transcripts", "max"),
     "timestamp_mean_abs": ("transcripts", "max"),
+    "word_match_min": ("words", "min"),
+    "word_time_share_min": ("words", "min"),
 }
+WORDS_LEVEL = "words"  # run per mode when the parity long-form options have word_timestamps on
 
 # The long-form options of the parity runs: greedy on both sides, no fallback and no skip, and
 # transformers' own algorithm (no lost-speech guard), so the two outputs differ only where the
@@ -60,11 +63,18 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _check_layer(data: dict[str, Any], origin: str) -> None:
     """Refuse unknown keys and non-numeric limits, naming the file and the key."""
-    unknown = set(data) - {"thresholds", "longform", "runtime", "validation"}  # validation: dwconvert's
+    unknown = set(data) - {
+        "thresholds",
+        "longform",
+        "runtime",
+        "words",
+        "validation",
+    }  # validation: dwconvert's
     if unknown:
         raise ConfigError(
-            f"{origin}: unknown section(s) {sorted(unknown)}; known: thresholds, longform, runtime"
+            f"{origin}: unknown section(s) {sorted(unknown)}; known: thresholds, longform, runtime, words"
         )
+    _check_words(data.get("words", {}), f"{origin}: [words]")
     for name, table in data.get("thresholds", {}).items():
         where = f"{origin}: [thresholds.{name}]"
         if not isinstance(table, dict):
@@ -78,6 +88,16 @@ def _check_layer(data: dict[str, Any], origin: str) -> None:
                     _check_limits(limits, f"{where[:-1]}.backend.{backend}]")
             else:
                 _check_limits({key: value}, where)
+
+
+def _check_words(section: Any, where: str) -> None:
+    if not isinstance(section, dict) or set(section) - {"tolerance_s", "limits"}:
+        raise ConfigError(f"{where} takes tolerance_s and [words.limits.TABLE] tables only")
+    tolerance = section.get("tolerance_s", 0.1)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+        raise ConfigError(f"{where}: tolerance_s must be a number of seconds >= 0, not {tolerance!r}")
+    for name, limits in section.get("limits", {}).items():
+        _check_limits(limits, f"{where[:-1]}.limits.{name}]")
 
 
 def _check_limits(limits: Any, where: str) -> None:
@@ -154,6 +174,22 @@ class ParityConfig:
         settings["mode"] = "sequential" if mode == "short" else mode
         origin = f"[longform] in {self.sources[-1]}"
         return build(LongformOptions, settings, origin, nested={"decode": DecodeOptions})
+
+    def mode_levels(self, mode: str) -> tuple[str, ...]:
+        """The levels checked per mode: tokens, transcripts, and words where the parity runs
+        time words (`[longform] word_timestamps = true`)."""
+        words = (WORDS_LEVEL,) if self.longform(mode).word_timestamps else ()
+        return ("tokens", "transcripts", *words)
+
+    def words(self, table: str) -> tuple[float, dict[str, float]]:
+        """(tolerance in seconds, limits) of the word level for a thresholds table:
+        `[words.limits.default]`, then `[words.limits.TABLE]`, then word keys in the table itself."""
+        section = self.data.get("words", {})
+        tables = section.get("limits", {})
+        limits = {**tables.get("default", {}), **tables.get(table, {})}
+        own = self.data.get("thresholds", {}).get(table, {})
+        limits.update({k: v for k, v in own.items() if METRICS.get(k, ("",))[0] == WORDS_LEVEL})
+        return float(section.get("tolerance_s", 0.1)), {k: float(v) for k, v in limits.items()}
 
     def runtime_options(self, backend: str) -> dict[str, Any]:
         return dict(self.data.get("runtime", {}).get(backend, {}))

@@ -25,8 +25,8 @@ import numpy as np
 from dwkit.errors import ConfigError, DwkitError, ModelError
 from dwkit.parity.audio import AudioSet
 from dwkit.parity.candidates import Candidate
-from dwkit.parity.config import BASELINE_BACKEND, BASELINE_PRECISION, MODES, ParityConfig
-from dwkit.parity.measures import transcripts_deviation, window_agreement
+from dwkit.parity.config import BASELINE_BACKEND, BASELINE_PRECISION, MODES, WORDS_LEVEL, ParityConfig
+from dwkit.parity.measures import transcripts_deviation, window_agreement, word_agreement
 from dwkit.parity.results import CandidateReport, Check, LevelResult
 from dwkit.parity.transcribe import ModeRun, no_timestamps_prompt, transcribe_clips
 
@@ -180,10 +180,12 @@ class ParityGate:
         try:
             report.results.append(self._check_numerics(label, backend, limits))
             for mode in self.modes:
-                tokens, transcripts, texts = self._check_mode(label, backend, tokenizer, mode, limits)
+                tokens, transcripts, run = self._check_mode(label, backend, tokenizer, mode, limits)
                 report.results += [tokens, transcripts]
-                if texts is not None:
-                    report.transcripts[mode] = texts
+                if run is not None:
+                    report.transcripts[mode] = [t.text for t in run.transcripts]
+                if WORDS_LEVEL in self.config.mode_levels(mode):
+                    report.results.append(self._check_words(label, mode, run, table, transcripts.error))
         finally:
             backend.close()
             del backend
@@ -193,7 +195,7 @@ class ParityGate:
     def cases(self) -> list[tuple[str, str | None]]:
         """(level, mode) of every result a candidate gets, in report order."""
         return [("numerics", None)] + [
-            (level, mode) for mode in self.modes for level in ("tokens", "transcripts")
+            (level, mode) for mode in self.modes for level in self.config.mode_levels(mode)
         ]
 
     def _check_same_model(self, backend: Any) -> None:
@@ -226,7 +228,7 @@ class ParityGate:
 
     def _check_mode(
         self, label: str, backend: Any, tokenizer: Any, mode: str, limits: dict[str, float]
-    ) -> tuple[LevelResult, LevelResult, list[str] | None]:
+    ) -> tuple[LevelResult, LevelResult, ModeRun | None]:
         tokens = LevelResult(label, "tokens", mode)
         transcripts = LevelResult(label, "transcripts", mode)
         try:
@@ -239,7 +241,32 @@ class ParityGate:
         tokens.seconds = transcripts.seconds = run.seconds / 2
         tokens.checks, tokens.details = _token_checks(reference, run, limits)
         transcripts.checks, transcripts.details = self._transcript_checks(mode, reference, run, limits)
-        return tokens, transcripts, [t.text for t in run.transcripts]
+        return tokens, transcripts, run
+
+    def _check_words(
+        self, label: str, mode: str, run: ModeRun | None, table: str, error: str | None
+    ) -> LevelResult:
+        """Same words as the baseline, and the share of their start/end times within tolerance."""
+        result = LevelResult(label, WORDS_LEVEL, mode, error=error)
+        if run is None:
+            return result
+        tolerance, limits = self.config.words(table)
+        reference = self.baseline_run(mode)
+        agreement = word_agreement(
+            [_words(t) for t in reference.transcripts], [_words(t) for t in run.transcripts], tolerance
+        )
+        note = f"{agreement['words_matched']}/{agreement['words']} words equal"
+        result.checks = [
+            Check("word_match_min", agreement["match_rate"], limits.get("word_match_min"), note),
+            Check(
+                "word_time_share_min",
+                agreement["time_share"],
+                limits.get("word_time_share_min"),
+                f"start and end within {tolerance:g} s; worst {agreement['time_max_abs']:.2f} s",
+            ),
+        ]
+        result.details = {**agreement, "tolerance_s": tolerance}
+        return result
 
     def _transcript_checks(
         self, mode: str, reference: ModeRun, run: ModeRun, limits: dict[str, float]
@@ -285,6 +312,10 @@ class ParityGate:
             "baseline_wer_vs_spoken": wer(spoken, " ".join(t.text for t in reference.transcripts)),
             "candidate_wer_vs_spoken": wer(spoken, " ".join(t.text for t in run.transcripts)),
         }
+
+
+def _words(transcript: Any) -> list[Any]:
+    return [w for s in transcript.segments for w in s.words or []]
 
 
 def _first_sentence(exc: BaseException) -> str:

@@ -96,3 +96,37 @@ def transcripts_deviation(reference: Sequence[Any], candidate: Sequence[Any]) ->
         "matched": matched,
         "unmatched": unmatched,
     }
+
+
+def word_agreement(
+    reference: Sequence[Sequence[Any]], candidate: Sequence[Sequence[Any]], tolerance_s: float
+) -> dict[str, Any]:
+    """How the words of two sides agree, clip by clip (each a list of objects with
+    `word`, `start`, `end`: dwkit.results.Word).
+
+    Words are matched in order on their text (difflib, spaces stripped). `match_rate`: matched
+    words over the longer side's count; `time_share`: matched words whose start and end are
+    both within `tolerance_s` of the reference's (1.0 when nothing was matched on empty sides).
+    """
+    total = matched = within = 0
+    diffs: list[float] = []
+    for ref, cand in zip(reference, candidate):
+        a = [w.word.strip() for w in ref]
+        b = [w.word.strip() for w in cand]
+        total += max(len(a), len(b))
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+            if tag != "equal":
+                continue
+            for i, j in zip(range(i1, i2), range(j1, j2)):
+                pair = (abs(ref[i].start - cand[j].start), abs(ref[i].end - cand[j].end))
+                matched += 1
+                within += max(pair) <= tolerance_s + 1e-9
+                diffs.extend(pair)
+    return {
+        "words": total,
+        "words_matched": matched,
+        "match_rate": matched / total if total else 1.0,
+        "time_share": within / matched if matched else (1.0 if not total else 0.0),
+        "time_max_abs": max(diffs) if diffs else 0.0,
+        "time_mean_abs": sum(diffs) / len(diffs) if diffs else 0.0,
+    }
