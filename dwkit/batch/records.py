@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dwkit.results import Segment, Transcript
+from dwkit.results import Segment, Transcript, Word
 
 # Column order of the shards; `ARROW_SCHEMA` gives their types.
 FIELDS = (
@@ -53,9 +53,15 @@ def error_record(
 
 def record_transcript(record: dict[str, Any]) -> Transcript:
     """The Transcript a (successful) record holds, for the per-file writers."""
-    segments = [Segment(**segment) for segment in record["segments"]]
+    segments = [_segment(segment) for segment in record["segments"]]
     keys = {f.name for f in dataclasses.fields(Transcript)} - {"segments", "source"}
     return Transcript(**{k: record[k] for k in keys}, segments=segments, source=record["path"])
+
+
+def _segment(row: dict[str, Any]) -> Segment:
+    """A Segment from its record row; its words (Arrow structs, or null) back to Words."""
+    words = row.get("words")
+    return Segment(**{**row, "words": None if words is None else [Word(**w) for w in words]})
 
 
 def arrow_schema() -> Any:
@@ -76,4 +82,6 @@ def _arrow_type(hint: str) -> Any:
 
     # Segment's annotations are strings (from __future__ import annotations).
     base = hint.replace(" | None", "")
+    if base == "list[Word]":
+        return pa.list_(pa.struct([(f.name, _arrow_type(f.type)) for f in dataclasses.fields(Word)]))
     return {"float": pa.float64(), "str": pa.string(), "list[int]": pa.list_(pa.int64())}[base]

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from dwkit.batch.inputs import fingerprint, list_inputs
-from dwkit.batch.records import error_record
+from dwkit.batch.records import error_record, record_transcript, transcript_record
 from dwkit.batch.shards import ShardStore, read_shard
 from dwkit.cli.main import entry
 from dwkit.config import Config
 from dwkit.errors import ConfigError
+from dwkit.results import Segment, Transcript, Word
 
 
 def _tree(root: Path) -> Path:
@@ -65,6 +66,24 @@ def test_shards_round_trip_in_both_formats_and_give_the_done_set(tmp_path: Path)
     assert read_shard(committed) == read_shard(committed.with_suffix(".jsonl"))
     assert read_shard(committed)[0]["segments"] == [] and read_shard(committed)[0]["text"] is None
     assert ShardStore(tmp_path, ["jsonl", "parquet"]).done() == {("/a.wav", "ab"), ("/b.wav", "cd")}
+
+
+def test_word_timestamps_survive_both_shard_formats(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    words = [Word(0.0, 0.4, " Hello", 0.9), Word(0.4, 0.9, " world.", 0.8)]
+    transcript = Transcript(
+        " Hello world. Bye.",
+        "en",
+        2.0,
+        [Segment(0.0, 0.9, " Hello world.", [1, 2], words=words), Segment(1.0, 2.0, " Bye.")],
+    )
+    store = ShardStore(tmp_path, ["parquet", "jsonl"])
+    store.open()
+    committed = store.commit([transcript_record("/a.wav", "ab", transcript, "d" * 64)])
+    for shard in (committed, committed.with_suffix(".jsonl")):
+        back = record_transcript(read_shard(shard)[0])
+        assert back.segments[0].words == words and back.segments[1].words is None
+        assert back.text == transcript.text
 
 
 def test_what_a_killed_run_left_uncommitted_is_dropped(tmp_path: Path) -> None:
