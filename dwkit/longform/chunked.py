@@ -13,7 +13,7 @@ import numpy as np
 
 from dwkit.constants import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.features import log_mel
-from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
+from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_aligned, merge_chunks
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
 from dwkit.longform.union import fold_in
@@ -68,7 +68,10 @@ def transcribe_chunked(
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
     for chunk, state in zip(chunks, states):
         outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual, backend.info.eot))
-    merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
+    if opts.return_timestamps and not opts.exact_transformers:  # joined on their whole text
+        merged = [merge_aligned(outputs[i], tokenizer) for i in range(len(audios))]
+    else:
+        merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
     if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
         merged = [[p for p in pieces if p.text.strip()] for pieces in merged]
     return [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]
