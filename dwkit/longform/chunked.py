@@ -7,6 +7,7 @@ execution: chunks from every file are batched through the encoder and decoder to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,14 +57,18 @@ def transcribe_chunked(
     audios: list[np.ndarray],
     opts: LongformOptions,
     progress: ProgressFn | None = None,
+    speech: Sequence[np.ndarray] | None = None,
 ) -> list[Transcript]:
-    """Cut every recording into chunks, decode all chunks together, merge each recording's."""
+    """Cut every recording into chunks, decode all chunks together, merge each recording's.
+    `speech[i]` (with --vad): the VAD's speech-or-not per mel frame of recording i (the guard's judge)."""
     chunk_len = int(round(opts.chunk_length_s * SAMPLE_RATE))
     stride = int(round(opts.stride_s * SAMPLE_RATE))
     chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
     states = [_chunk_state(c, backend.info.n_mels, opts.language) for c in chunks]
-    for state in states:  # the words a no-timestamp decode finds are kept too (dwkit.longform.union)
-        state.want_plain = opts.return_timestamps and not opts.exact_transformers
+    for chunk, state in zip(chunks, states):  # the words a no-timestamp decode finds are kept too
+        state.want_plain = opts.return_timestamps and not opts.exact_transformers  # (longform.union)
+        if speech is not None:
+            state.speech = speech[chunk.file][chunk.start // HOP_LENGTH :]
     consume_windows(backend, tokenizer, states, opts, timestamps=opts.return_timestamps, progress=progress)
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
     for chunk, state in zip(chunks, states):

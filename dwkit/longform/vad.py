@@ -6,6 +6,8 @@ end) is transcribed as a recording of its own by the mode's engine, all pieces o
 recordings batched together. Silence is never decoded, so it can get no text, and it costs
 nothing but the VAD. Every time in a piece's transcript (segments, and their words when
 segments carry them) is then moved back onto the recording's timeline (dwkit.vad.PieceClock).
+The VAD's frame verdicts also go to the lost-speech guard (dwkit.longform.guard), which then
+decodes on after an early end only where the VAD hears speech.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.constants import N_SAMPLES, SAMPLE_RATE
+from dwkit.constants import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
 from dwkit.longform.chunked import transcribe_chunked
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.sequential import transcribe_sequential
@@ -24,7 +26,7 @@ from dwkit.longform.windows import ProgressFn, SegmentFn
 from dwkit.results import Segment, Transcript
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import Tokenizer
-from dwkit.vad import PieceClock, VadOptions, collect, detect_speech
+from dwkit.vad import FRAME, PieceClock, VadOptions, collect, speech_probabilities, speech_regions
 
 
 def vad_options(opts: LongformOptions) -> VadOptions:
@@ -49,12 +51,17 @@ def transcribe_speech(
     `on_segment[i]` (sequential mode) receives recording i's segments on its own timeline."""
     piece_s = opts.chunk_length_s if opts.mode == "chunked" else N_SAMPLES / SAMPLE_RATE
     owners: list[tuple[int, PieceClock]] = []
+    verdicts: list[np.ndarray] = []  # per piece: speech or not per mel frame, the guard's judge
     for i, samples in enumerate(audios):
-        pieces = [PieceClock(group) for group in collect(detect_speech(samples, vad_options(opts)), piece_s)]
+        probs = speech_probabilities(samples)
+        regions = speech_regions(probs, len(samples), vad_options(opts))
+        pieces = [PieceClock(group) for group in collect(regions, piece_s)]
         owners += [(i, clock) for clock in pieces]
+        speech = np.repeat(probs >= opts.vad_threshold, FRAME)
+        verdicts += [clock.audio(speech)[::HOP_LENGTH] for clock in pieces]
         if progress:  # the silence is done as soon as it is found
             progress((len(samples) - sum(c.n_samples for c in pieces)) / SAMPLE_RATE)
-    parts = _transcribe_pieces(backend, tokenizer, audios, owners, opts, progress, on_segment)
+    parts = _transcribe_pieces(backend, tokenizer, audios, owners, verdicts, opts, progress, on_segment)
     results = []
     for i, samples in enumerate(audios):
         mine = [(clock, part) for (owner, clock), part in zip(owners, parts) if owner == i]
@@ -67,6 +74,7 @@ def _transcribe_pieces(
     tokenizer: Tokenizer,
     audios: list[np.ndarray],
     owners: list[tuple[int, PieceClock]],
+    verdicts: list[np.ndarray],
     opts: LongformOptions,
     progress: ProgressFn | None,
     on_segment: Sequence[SegmentFn | None] | None,
@@ -75,11 +83,11 @@ def _transcribe_pieces(
         return []
     pieces = [clock.audio(audios[i]) for i, clock in owners]
     if opts.mode == "chunked":
-        return transcribe_chunked(backend, tokenizer, pieces, opts, progress)
+        return transcribe_chunked(backend, tokenizer, pieces, opts, progress, speech=verdicts)
     callbacks = None
     if on_segment is not None:
         callbacks = [_mapped_callback(on_segment[i], clock) for i, clock in owners]
-    return transcribe_sequential(backend, tokenizer, pieces, opts, progress, on_segment=callbacks)
+    return transcribe_sequential(backend, tokenizer, pieces, opts, progress, callbacks, verdicts)
 
 
 def _mapped_callback(callback: SegmentFn | None, clock: PieceClock) -> SegmentFn | None:
