@@ -13,6 +13,7 @@ import pytest
 from dwkit import vad
 from dwkit.audio import load_audio
 from dwkit.cli.main import entry as dwkit
+from dwkit.config import Config
 from dwkit.constants import SAMPLE_RATE
 from dwkit.errors import BackendUnavailable, ConfigError
 from dwkit.longform.options import LongformOptions
@@ -140,6 +141,16 @@ def test_a_missing_silero_vad_names_the_extra(monkeypatch):
 def test_vad_options_are_validated(options, message):
     with pytest.raises(ConfigError, match=message):
         LongformOptions(**options)
+
+
+def test_vad_is_a_config_key_and_an_environment_variable(tmp_path):
+    path = tmp_path / "dwkit.toml"
+    path.write_text("[longform]\nvad = true\nvad_min_silence_duration_ms = 500\n")
+    config = Config.from_file(path, env={"DWKIT_LONGFORM__VAD_SPEECH_PAD_MS": "100"})
+    assert config.longform.vad and config.longform.vad_min_silence_duration_ms == 500
+    assert config.longform.vad_speech_pad_ms == 100 and config.longform.vad_threshold == 0.5
+    with pytest.raises(ConfigError, match=r"longform\.vad_threshold = -0\.1: must be >= 0"):
+        Config.from_file(path, env={"DWKIT_LONGFORM__VAD_THRESHOLD": "-0.1"})
 
 
 def test_a_bad_vad_flag_is_one_line(tiny_en_dir, speech_short, capsys):
