@@ -10,8 +10,8 @@ own output), plus chunked without timestamps (the pipeline's text the guard must
 below) and each mode with --vad (guard on), on the hf backend with the default long-form
 options. WER is after Whisper's English normaliser (dwkit.metrics). The cost is given as
 windows encoded (load-independent) and wall seconds (one run each: on a shared machine read
-them as rough). "words in silence" counts the words of segments that start more than 0.5 s
-outside the spoken sentences (silent_gaps only: its sentences' places are known).
+them as rough). "words in silence" counts the words of segments that lie wholly inside a
+silent gap (silent_gaps only: its sentences' places are known).
 """
 
 from __future__ import annotations
@@ -101,9 +101,13 @@ def measure(
 
 
 def _words_in_silence(transcript: Transcript, samples: np.ndarray) -> int:
-    """Words of segments starting in a silent gap (each sentence is followed by SILENT_GAP_S)."""
+    """Words of segments that lie wholly inside a silent gap (each sentence is followed by
+    SILENT_GAP_S of silence; a segment that only starts early, as Whisper's window-start
+    timestamps do, is not counted)."""
     gaps = [(end + 0.5, end + SILENT_GAP_S - 0.5) for end in _sentence_ends(samples)]
-    return sum(len(s.text.split()) for s in transcript.segments if any(a <= s.start <= b for a, b in gaps))
+    return sum(
+        len(s.text.split()) for s in transcript.segments if any(a <= s.start and s.end <= b for a, b in gaps)
+    )
 
 
 def _sentence_ends(samples: np.ndarray) -> list[float]:
