@@ -18,6 +18,7 @@ from dwkit.features import recording_mel
 from dwkit.longform.chunked import transcribe_chunked
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.sequential import transcribe_sequential
+from dwkit.longform.vad import transcribe_speech
 from dwkit.longform.windows import SegmentFn
 from dwkit.results import Transcript
 from dwkit.runtimes import load as load_backend
@@ -83,12 +84,16 @@ class Transcriber:
         decoded (sequential mode only: chunked segments exist only once the chunks are merged)."""
         options = options or self.options
         # Audio and features are prepared outside the lock, so other threads' decoding overlaps.
-        if options.mode == "chunked":
-            if on_segment is not None:
-                raise ConfigError("segments can be streamed in sequential mode only (mode = sequential)")
+        if options.mode == "chunked" and on_segment is not None:
+            raise ConfigError("segments can be streamed in sequential mode only (mode = sequential)")
+        if options.mode == "chunked" or options.vad:  # VAD reads the samples (dwkit.longform.vad)
             samples = [load_audio(a) for a in audios]
             inputs, total = samples, sum(len(s) for s in samples) / SAMPLE_RATE
-            engine = transcribe_chunked
+            engine = (
+                functools.partial(transcribe_speech, on_segment=on_segment)
+                if options.vad
+                else transcribe_chunked
+            )
         else:  # the log-mel of each recording, streamed: its decoded audio is never held whole
             mels = [recording_mel(a, self.backend.info.n_mels) for a in audios]
             inputs, total = mels, sum(m.n_samples for m in mels) / SAMPLE_RATE

@@ -7,6 +7,7 @@ execution: chunks from every file are batched through the encoder and decoder to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from dwkit.alignment_words import distribute_words, owned_words
 from dwkit.constants import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE
 from dwkit.features import log_mel
-from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_chunks
+from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_aligned, merge_chunks
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
 from dwkit.longform.union import fold_in
@@ -57,19 +58,26 @@ def transcribe_chunked(
     audios: list[np.ndarray],
     opts: LongformOptions,
     progress: ProgressFn | None = None,
+    speech: Sequence[np.ndarray] | None = None,
 ) -> list[Transcript]:
-    """Cut every recording into chunks, decode all chunks together, merge each recording's."""
+    """Cut every recording into chunks, decode all chunks together, merge each recording's.
+    `speech[i]` (with --vad): the VAD's speech-or-not per mel frame of recording i (the guard's judge)."""
     chunk_len = int(round(opts.chunk_length_s * SAMPLE_RATE))
     stride = int(round(opts.stride_s * SAMPLE_RATE))
     chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
     states = [_chunk_state(c, backend.info.n_mels, opts.language) for c in chunks]
-    for state in states:  # the words a no-timestamp decode finds are kept too (dwkit.longform.union)
-        state.want_plain = opts.return_timestamps and not opts.exact_transformers
+    for chunk, state in zip(chunks, states):  # the words a no-timestamp decode finds are kept too
+        state.want_plain = opts.return_timestamps and not opts.exact_transformers  # (longform.union)
+        if speech is not None:
+            state.speech = speech[chunk.file][chunk.start // HOP_LENGTH :]
     consume_windows(backend, tokenizer, states, opts, timestamps=opts.return_timestamps, progress=progress)
     outputs: dict[int, list[ChunkOutput]] = {i: [] for i in range(len(audios))}
     for chunk, state in zip(chunks, states):
         outputs[chunk.file].append(_chunk_output(chunk, state, backend.info.multilingual, backend.info.eot))
-    merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
+    if opts.return_timestamps and not opts.exact_transformers:  # joined on their whole text
+        merged = [merge_aligned(outputs[i], tokenizer) for i in range(len(audios))]
+    else:
+        merged = [merge_chunks(outputs[i], tokenizer, opts.return_timestamps) for i in range(len(audios))]
     if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)
         merged = [[p for p in pieces if p.text.strip()] for pieces in merged]
     transcripts = [_transcript(pieces, len(a) / SAMPLE_RATE) for pieces, a in zip(merged, audios)]

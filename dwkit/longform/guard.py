@@ -9,6 +9,7 @@ such an ending like an unfinished segment instead: seek to the last timestamp an
 rest, as the engine does after an unfinished segment. Whether the rest holds speech is the
 model's own judgement: a guard window whose no-speech probability is above the threshold is
 dropped, and the state seeks to where the plain rule would have gone, so silence gets no text.
+With --vad the VAD is asked first: no guard window where it hears no speech after the timestamp.
 A closing timestamp placed before the speech really ended makes the next window start with
 the tail of words already kept, which the model may transcribe again (after a guard's seek and
 after an unfinished segment's alike): the first segment of every window after the first loses
@@ -18,6 +19,8 @@ the text it repeats of the segment before it.
 from __future__ import annotations
 
 from difflib import SequenceMatcher
+
+import numpy as np
 
 from dwkit.constants import FRAMES_PER_SECOND, INPUT_STRIDE
 from dwkit.decoding.options import Hypothesis
@@ -36,13 +39,23 @@ def early_end(tokens: list[int], timestamp_begin: int) -> int | None:
 
 
 def should_resume(
-    opts: LongformOptions, tokens: list[int], timestamp_begin: int, seek: int, speech_end: int
+    opts: LongformOptions,
+    tokens: list[int],
+    timestamp_begin: int,
+    seek: int,
+    speech_end: int,
+    speech: np.ndarray | None = None,
 ) -> int | None:
-    """The frames to advance instead of the whole window, when the guard decodes on."""
+    """The frames to advance instead of the whole window, when the guard decodes on.
+
+    `speech` (with --vad): the VAD's verdict per mel frame of the state's audio; where it hears
+    no speech after the closing timestamp, nothing is left to decode."""
     if opts.exact_transformers:
         return None
     advance = early_end(tokens, timestamp_begin)
     if not advance or seek + advance + MIN_REMAINDER_FRAMES > speech_end:
+        return None
+    if speech is not None and not speech[seek + advance : speech_end].any():
         return None
     return advance
 

@@ -125,6 +125,93 @@ class _Merger:
         self.pieces.append(self.piece)
 
 
+def merge_aligned(outputs: list[ChunkOutput], tokenizer: Tokenizer) -> list[MergedPiece]:
+    """The recording's timestamped pieces, the chunks joined on their whole text (the guard's merge).
+
+    The pipeline's timestamped merge aligns two chunks only inside the piece that spans their
+    overlap: when a timestamp inside the overlap closes a piece, the overlap's words are never
+    aligned and come out twice (or are lost). Here every chunk is first turned into text tokens
+    and timestamps on the recording's clock; consecutive chunks are then cut where their text
+    overlaps best, exactly as the pipeline joins chunks without timestamps (so the text is that
+    merge's), and the timestamps between the kept words become the segment times.
+    """
+    streams = _timed_streams(outputs, tokenizer.info.timestamp_begin, tokenizer)
+    kept: list[_Timed] = []
+    left, left_from = streams[0] if streams else [], 0
+    for right in streams[1:]:
+        left_text, right_text = _text_positions(left), _text_positions(right)
+        left_cut, right_cut = overlap_cut(
+            [left[p].token for p in left_text[left_from:]], [right[p].token for p in right_text]
+        )
+        kept += left[_after(left_text, left_from - 1) : _before(left_text, left_from + left_cut, len(left))]
+        left, left_from = right, right_cut
+    if left:
+        kept += left[_after(_text_positions(left), left_from - 1) :]
+    return _pieces(kept, tokenizer)
+
+
+@dataclass
+class _Timed:
+    token: int | None  # a text token, or None for a timestamp
+    time: float  # the timestamp's time on the recording's clock (text: unused)
+    language: str | None
+
+
+def _timed_streams(outputs: list[ChunkOutput], ts_begin: int, tokenizer: Tokenizer) -> list[list[_Timed]]:
+    """Each chunk's text tokens and timestamps, the timestamps moved to the recording's clock."""
+    streams, offset = [], 0.0
+    for output in outputs:
+        offset -= output.stride_left_s
+        clock, language, stream = _WindowClock(ts_begin), None, []
+        for i, token in enumerate(output.tokens):
+            if tokenizer.info.eot <= token < ts_begin:
+                code = tokenizer.language_of(token)
+                language = LANGUAGES.get(code, language) if code else language
+            elif token >= ts_begin:
+                clock.advance(output.tokens, i, float((token - ts_begin) * TIME_PRECISION))
+                time = (token - ts_begin) * TIME_PRECISION + offset + clock.prev_segments_len
+                stream.append(_Timed(None, round(time, 2), language))
+            else:
+                stream.append(_Timed(token, 0.0, language))
+        streams.append(stream)
+        offset += output.length_s - output.stride_right_s
+    return streams
+
+
+def _text_positions(stream: list[_Timed]) -> list[int]:
+    return [i for i, item in enumerate(stream) if item.token is not None]
+
+
+def _after(text: list[int], index: int) -> int:
+    """The stream position just after text token `index` (0 before the first)."""
+    return text[index] + 1 if 0 <= index < len(text) else 0
+
+
+def _before(text: list[int], index: int, length: int) -> int:
+    """The stream position of text token `index` (the stream's end after the last)."""
+    return text[index] if index < len(text) else length
+
+
+def _pieces(stream: list[_Timed], tokenizer: Tokenizer) -> list[MergedPiece]:
+    """One piece per run of text between timestamps; times kept in order across chunk joins."""
+    pieces: list[MergedPiece] = []
+    start, last, text = 0.0, 0.0, []
+    language = None
+    for item in stream:
+        if item.token is not None:
+            language = language if text else item.language
+            text.append(item.token)
+            continue
+        last = max(last, item.time)
+        if text:
+            pieces.append(MergedPiece(tokenizer.decode(text), start, last, language))
+            text = []
+        start = last
+    if text:
+        pieces.append(MergedPiece(tokenizer.decode(text), start, None, language))
+    return pieces
+
+
 def _last_kept_timestamp(output: ChunkOutput, ts_begin: int) -> int | None:
     """The first timestamp token inside the right stride (later ones are the next chunk's)."""
     last: int | None = None
@@ -167,22 +254,24 @@ def longest_common_sequence(runs: list[list[int]]) -> list[int]:
     left = runs[0]
     total: list[int] = []
     for right in runs[1:]:
-        best, best_span = 0.0, (len(left), len(left), 0, 0)
-        for i in range(1, len(left) + len(right)):
-            eps = i / 10000.0  # favour long perfect matches
-            left_start, left_stop = (
-                max(0, len(left) - i),
-                min(len(left), len(left) + len(right) - i),
-            )
-            right_start, right_stop = max(0, i - len(left)), min(len(right), i)
-            matches = int(
-                np.sum(np.array(left[left_start:left_stop]) == np.array(right[right_start:right_stop]))
-            )
-            score = matches / i + eps
-            if matches > 1 and score > best:
-                best, best_span = score, (left_start, left_stop, right_start, right_stop)
-        left_start, left_stop, right_start, right_stop = best_span
-        total.extend(left[: (left_stop + left_start) // 2])
-        left = right[(right_stop + right_start) // 2 :]
+        left_cut, right_cut = overlap_cut(left, right)
+        total.extend(left[:left_cut])
+        left = right[right_cut:]
     total.extend(left)
     return total
+
+
+def overlap_cut(left: list[int], right: list[int]) -> tuple[int, int]:
+    """Where to cut `left` and `right` to join them: the middle of their best-matching overlap
+    (the pipeline's score, favouring long perfect matches); all of `left` without one."""
+    best, best_span = 0.0, (len(left), len(left), 0, 0)
+    for i in range(1, len(left) + len(right)):
+        eps = i / 10000.0
+        left_start, left_stop = max(0, len(left) - i), min(len(left), len(left) + len(right) - i)
+        right_start, right_stop = max(0, i - len(left)), min(len(right), i)
+        matches = int(np.sum(np.array(left[left_start:left_stop]) == np.array(right[right_start:right_stop])))
+        score = matches / i + eps
+        if matches > 1 and score > best:
+            best, best_span = score, (left_start, left_stop, right_start, right_stop)
+    left_start, left_stop, right_start, right_stop = best_span
+    return (left_stop + left_start) // 2, (right_stop + right_start) // 2

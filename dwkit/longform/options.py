@@ -24,6 +24,8 @@ class LongformOptions:
     Both modes guard against lost speech by default (dwkit.longform.guard): a window or chunk
     that ends while speech follows its last timestamp is decoded on from there.
     `exact_transformers` turns that off and reproduces transformers' output exactly.
+    `vad` transcribes only the speech Silero VAD finds (dwkit.longform.vad), in either mode;
+    its `vad_*` fields are faster-whisper's VadOptions.
 
     Each field is declared once here (default, rule, help, flag spelling); the config's
     top-level keys and `[longform]` table, the `DWKIT_*` variables and the command line's
@@ -73,12 +75,36 @@ class LongformOptions:
         False,
         help="time every word (cross-attention of the alignment heads + DTW): JSON words, srt/vtt cut by words",
     )
+    vad: bool = option(
+        False,
+        help="transcribe only the speech Silero VAD finds (needs dwkit[vad]); times stay the recording's",
+    )
+    vad_threshold: float = option(
+        0.5, minimum=0, maximum=1, help="VAD: a 32 ms frame at or above this speech probability is speech"
+    )
+    vad_min_silence_duration_ms: int = option(
+        2000, minimum=0, help="VAD: silence must last this long (ms) to end a speech region"
+    )
+    vad_min_speech_duration_ms: int = option(
+        0, minimum=0, help="VAD: speech regions shorter than this (ms) go"
+    )
+    vad_speech_pad_ms: int = option(
+        400, minimum=0, help="VAD: each speech region widens by this (ms) each side"
+    )
+    vad_max_speech_duration_s: float = option(
+        30.0,
+        above=0,
+        help="VAD: longer speech regions are cut, at their last silence if any (regions are joined "
+        "into pieces of at most one window, or one chunk in chunked mode, each transcribed alone)",
+    )
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def __post_init__(self) -> None:
         validate(self)
         if 2 * self.stride_s >= self.chunk_length_s:
             raise ConfigError("stride_length_s must be less than half of chunk_length_s")
+        if self.vad and 2 * self.vad_speech_pad_ms >= 1000 * self.vad_max_speech_duration_s:
+            raise ConfigError("vad_speech_pad_ms must be less than half of vad_max_speech_duration_s")
 
     @property
     def stride_s(self) -> float:

@@ -29,15 +29,18 @@ def transcribe_sequential(
     opts: LongformOptions,
     progress: ProgressFn | None = None,
     on_segment: Sequence[SegmentFn | None] | None = None,
+    speech: Sequence[np.ndarray] | None = None,
 ) -> list[Transcript]:
     """`audios`: samples, or their log-mel already computed (`features.recording_mel` streams it).
-    `on_segment[i]` (optional) receives recording i's segments as they are decoded."""
+    `on_segment[i]` (optional) receives recording i's segments as they are decoded; `speech[i]`
+    (with --vad) is the VAD's speech-or-not per mel frame of recording i, the guard's judge."""
     n_mels = backend.info.n_mels
     recordings = [
         a if isinstance(a, RecordingMel) else RecordingMel(log_mel(a, n_mels, pad_to=N_SAMPLES), len(a))
         for a in audios
     ]
     callbacks = list(on_segment) if on_segment is not None else [None] * len(recordings)
+    verdicts = list(speech) if speech is not None else [None] * len(recordings)
     states = [
         WindowState(
             mel=r.mel,
@@ -45,8 +48,9 @@ def transcribe_sequential(
             language=opts.language,
             on_segment=fn,
             speech_end=r.n_samples // HOP_LENGTH,
+            speech=verdict,
         )
-        for r, fn in zip(recordings, callbacks)
+        for r, fn, verdict in zip(recordings, callbacks, verdicts)
     ]
     consume_windows(backend, tokenizer, states, opts, timestamps=True, progress=progress)
     if not opts.exact_transformers:  # a segment whose text was all a repeat (guard.drop_repeat)

@@ -34,9 +34,15 @@ def fold_in(timed: list[int], plain: list[int], first_special: int) -> list[int]
             at = positions[i1] if i1 < len(positions) else positions[-1] + 1
             inserts.setdefault(at, []).extend(other[j1:j2])
             removed.update(positions[i1:i2])
+        elif tag == "delete" and _contains(other, words[i1:i2]):  # a repeat of words plain has
+            removed.update(positions[i1:i2])
     out: list[int] = []
     for i, token in enumerate(timed):
         out += inserts.get(i, [])
         if i not in removed:
             out.append(token)
     return out + inserts.get(len(timed), [])
+
+
+def _contains(tokens: list[int], run: list[int]) -> bool:
+    return any(tokens[i : i + len(run)] == run for i in range(len(tokens) - len(run) + 1))

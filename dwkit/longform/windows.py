@@ -52,6 +52,7 @@ class WindowState:
     resume: int | None = None  # a guard window in flight: the seek the plain rule took, if it is silence
     want_plain: bool = False  # also decode the first window without timestamps (dwkit.longform.union)
     plain: list[int] | None = None  # that decode's tokens
+    speech: np.ndarray | None = None  # with --vad: speech or not per mel frame (the guard's judge)
 
     @property
     def done(self) -> bool:
@@ -142,7 +143,7 @@ def _take(
     if not opts.exact_transformers and state.segments:  # decoding on from a timestamp can hear its tail again
         raw[0].tokens = drop_repeat(state.segments[-1].tokens, raw[0].tokens, timestamp_begin)
     speech_end = state.max_frames if state.speech_end is None else state.speech_end
-    early = should_resume(opts, hyp.tokens, timestamp_begin, state.seek, speech_end)
+    early = should_resume(opts, hyp.tokens, timestamp_begin, state.seek, speech_end, state.speech)
     if early is not None:
         state.resume = state.seek + advance
         advance = early

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from dwkit.decoding.options import Hypothesis
@@ -40,6 +41,15 @@ def test_the_guard_decodes_on_only_with_a_second_of_audio_left_and_never_in_exac
     assert guard.should_resume(LongformOptions(), tokens, TB, seek=0, speech_end=400) is None
     assert guard.should_resume(LongformOptions(exact_transformers=True), tokens, TB, 0, 2500) is None
     assert guard.should_resume(LongformOptions(), [TB, 100, TB], TB, 0, 2500) is None  # no progress
+
+
+def test_with_vad_the_guard_decodes_on_only_where_it_hears_speech():
+    tokens = [TB, 100, TB + 160]  # ends at 320 frames
+    speech = np.zeros(2500, dtype=bool)
+    speech[:300] = True  # speech only before the closing timestamp
+    assert guard.should_resume(LongformOptions(), tokens, TB, 0, 2500, speech) is None
+    speech[1200:1300] = True
+    assert guard.should_resume(LongformOptions(), tokens, TB, 0, 2500, speech) == 320
 
 
 def test_a_guard_window_is_silence_by_its_no_speech_probability():

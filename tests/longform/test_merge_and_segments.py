@@ -7,7 +7,7 @@ from transformers import WhisperForConditionalGeneration, WhisperTokenizer
 from transformers.models.whisper.tokenization_whisper import _decode_asr, _find_longest_common_sequence
 
 from dwkit.longform.fallback import compression_ratio
-from dwkit.longform.merge import ChunkOutput, longest_common_sequence, merge_chunks
+from dwkit.longform.merge import ChunkOutput, longest_common_sequence, merge_aligned, merge_chunks
 from dwkit.longform.segments import split_window
 from dwkit.tokenizer import Tokenizer
 
@@ -79,3 +79,42 @@ def test_merge_matches_the_pipeline_decoder(base_dir, timestamps):
     assert [p.language for p in pieces] == [c["language"] for c in optional["chunks"]]
     if timestamps:
         assert [(p.start, p.end) for p in pieces] == [tuple(c["timestamp"]) for c in optional["chunks"]]
+
+
+@pytest.fixture(scope="module")
+def tokenizers(base_dir):  # type: ignore[no-untyped-def]
+    return Tokenizer.from_model_dir(base_dir), WhisperTokenizer.from_pretrained(base_dir)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_guards_merge_has_the_no_timestamp_pipelines_text_and_ordered_times(tokenizers, seed):
+    """merge_aligned joins chunks on their whole text: transformers' merge of the same chunks
+    without their timestamps gives the same text, wherever the timestamps fall."""
+    ours, theirs = tokenizers
+    ts, en = ours.info.timestamp_begin, ours.info.lang_to_id["<|en|>"]
+    words = ours.encode(" one two three four five six seven eight nine ten eleven twelve thirteen fourteen")
+    rng = np.random.default_rng(seed)
+
+    def chunk(piece):  # two segments at random places, times rising inside the chunk's 20 s
+        cuts = sorted(rng.choice(np.arange(1, len(piece)), size=2, replace=False))
+        times = sorted(rng.choice(np.arange(10, 900, 10), size=3, replace=False))
+        body = [ts] + piece[: cuts[0]] + [ts + times[0]] * 2 + piece[cuts[0] : cuts[1]]
+        return [en] + body + [ts + times[1]] * 2 + piece[cuts[1] :] + [ts + times[2]]
+
+    end = int(rng.integers(8, 12))
+    outputs = [
+        ChunkOutput(chunk(words[:end]), 20.0, 0.0, 3.0),
+        ChunkOutput(chunk(words[int(rng.integers(5, end - 2)) :]), 20.0, 3.0, 0.0),
+    ]
+    plain = [  # the same chunks decoded without timestamps
+        {
+            "tokens": torch.tensor([[t for t in o.tokens if t < ts]]),
+            "stride": (20.0, o.stride_left_s, o.stride_right_s),
+        }
+        for o in outputs
+    ]
+    text, _ = _decode_asr(theirs, plain, return_timestamps=False, return_language=False, time_precision=0.02)
+    pieces = merge_aligned(outputs, ours)
+    assert "".join(p.text for p in pieces) == text
+    times = [t for p in pieces for t in (p.start, p.end) if t is not None]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= 34.0
