@@ -216,7 +216,10 @@ def state_dict_from_graphs(source: OnnxSource) -> dict[str, np.ndarray]:
     """The transformers state dict recovered from the encoder and decoder graphs."""
     expected, tied = _expected_parameters(source.config_dir)
     state: dict[str, np.ndarray] = {}
-    for path, side in ((source.encoder, ("model.encoder.",)), (source.decoder, ("model.decoder.", "proj_out."))):
+    for path, side in (
+        (source.encoder, ("model.encoder.",)),
+        (source.decoder, ("model.decoder.", "proj_out.")),
+    ):
         wanted = {n: s for n, s in expected.items() if n.startswith(side)}
         unnamed = []
         for array, names in _candidates(path):
@@ -269,7 +272,11 @@ def import_onnx(
         manifest = {
             "format": "hf",
             "precision": "fp32",
-            "source": {"kind": f"onnx-{source.kind}", "path": str(src_dir.resolve()), "precision": source.precision},
+            "source": {
+                "kind": f"onnx-{source.kind}",
+                "path": str(src_dir.resolve()),
+                "precision": source.precision,
+            },
             "tool": "dwkit.converters.onnx_import",
             "weights_checksum": weights_checksum(tmp),
             "library_versions": library_versions("onnx", "transformers", "safetensors", "numpy"),
@@ -278,5 +285,9 @@ def import_onnx(
         write_manifest(tmp, manifest)
         files = sorted(p.name for p in tmp.iterdir())
     return ConversionResult(
-        out_dir=Path(out_dir).expanduser().resolve(), fmt="hf", precision="fp32", manifest=manifest, files=files
+        out_dir=Path(out_dir).expanduser().resolve(),
+        fmt="hf",
+        precision="fp32",
+        manifest=manifest,
+        files=files,
     )

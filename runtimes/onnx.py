@@ -411,10 +411,18 @@ BACKEND = BackendSpec(
         BackendOption("trt_fp16", bool, "let the TensorRT provider run fp16 kernels on fp32 graphs"),
         BackendOption("max_batch", int, "largest decoder batch the TensorRT provider's profiles cover"),
         BackendOption(
-            "decoder", str, "optimum exports: split decoder graphs or the merged one", onnx_optimum.DECODER_LAYOUTS
+            "decoder",
+            str,
+            "optimum exports: split decoder graphs or the merged one",
+            onnx_optimum.DECODER_LAYOUTS,
         ),
     ),
-    weight_files=("*.onnx", "*.onnx_data", f"{onnx_optimum.SUBFOLDER}/*.onnx", f"{onnx_optimum.SUBFOLDER}/*.onnx_data"),
+    weight_files=(
+        "*.onnx",
+        "*.onnx_data",
+        f"{onnx_optimum.SUBFOLDER}/*.onnx",
+        f"{onnx_optimum.SUBFOLDER}/*.onnx_data",
+    ),
     file_problems=_graph_problems,
     recognise=onnx_optimum.is_optimum_export,
     bench_precision="fp32",

@@ -99,7 +99,9 @@ def resolve_files(model_dir: Path, precision: str, layout: str = "auto") -> Opti
     if folder is None:
         raise ModelError(f"{model_dir}: no {ENCODER}*.onnx here or in {SUBFOLDER}/ (not an optimum export)")
     if precision not in VARIANTS:
-        raise ConfigError(f"onnx precision {precision!r} for an optimum export: choose one of {', '.join(VARIANTS)}")
+        raise ConfigError(
+            f"onnx precision {precision!r} for an optimum export: choose one of {', '.join(VARIANTS)}"
+        )
     if layout not in DECODER_LAYOUTS:
         raise ConfigError(f"onnx decoder={layout!r}: choose one of {', '.join(DECODER_LAYOUTS)}")
     encoder = _variant(folder, ENCODER, precision)
@@ -107,6 +109,7 @@ def resolve_files(model_dir: Path, precision: str, layout: str = "auto") -> Opti
     merged = _variant(folder, MERGED, precision)
     split_ok = decoder is not None and with_past is not None and layout != "merged"
     if encoder is None or not (split_ok or (merged is not None and layout != "split")):
+
         def name(stem: str) -> str:
             return " or ".join(f"{stem}{s}.onnx" for s in VARIANTS[precision])
 
@@ -200,7 +203,10 @@ class OptimumRunner:
 
     def encode(self, mel: np.ndarray) -> Any:
         binding = self.encoder.io_binding()
-        binding.bind_cpu_input("input_features", np.ascontiguousarray(mel, dtype=self._input_type(self.encoder, "input_features")))
+        binding.bind_cpu_input(
+            "input_features",
+            np.ascontiguousarray(mel, dtype=self._input_type(self.encoder, "input_features")),
+        )
         binding.bind_output("last_hidden_state", self.place.device, self.place.index)
         self.encoder.run_with_iobinding(binding)
         return binding.get_outputs()[0]
@@ -247,7 +253,9 @@ class OptimumRunner:
             binding.bind_cpu_input("use_cache_branch", np.array([True]))
         return binding
 
-    def decoder_step(self, tokens: np.ndarray, self_kv: list[Any], context: Any) -> tuple[np.ndarray, list[Any]]:
+    def decoder_step(
+        self, tokens: np.ndarray, self_kv: list[Any], context: Any
+    ) -> tuple[np.ndarray, list[Any]]:
         binding = context
         binding.bind_cpu_input("input_ids", tokens)
         for name, value in zip(self.names.past_self, self_kv):

@@ -22,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     from dwkit.converters import format_names
 
     parser.add_argument(
-        "--to", required=True, choices=[*format_names(), "hf"], help="target format (hf: with --from ct2|onnx)"
+        "--to",
+        required=True,
+        choices=[*format_names(), "hf"],
+        help="target format (hf: with --from ct2|onnx)",
     )
     parser.add_argument(
         "--from", dest="source_format", default="hf", choices=["hf", "ct2", "onnx"], help="source format"
@@ -56,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.source_format == "onnx":  # dwkit's or optimum's export; --precision picks optimum's variant
             from dwkit.converters.onnx_import import import_onnx
 
-            result = import_onnx(Path(args.model), args.out, precision=args.precision, overwrite=args.overwrite)
+            result = import_onnx(
+                Path(args.model), args.out, precision=args.precision, overwrite=args.overwrite
+            )
         elif args.source_format == "ct2":
             from dwkit.converters.ct2_import import import_ct2
 

@@ -25,13 +25,18 @@ from tests.interop.optimum_exports import optimum_export  # noqa: E402
 
 
 def assert_same_weights(original: Path, imported: Path) -> None:
-    theirs, ours = load_file(str(original / "model.safetensors")), load_file(str(imported / "model.safetensors"))
+    theirs, ours = (
+        load_file(str(original / "model.safetensors")),
+        load_file(str(imported / "model.safetensors")),
+    )
     assert sorted(ours) == sorted(theirs)
     different = [name for name in theirs if not np.array_equal(theirs[name], ours[name])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
-def test_dwkit_export_round_trips_bit_for_bit(tiny_en_dir: Path, dwkit_cache: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_dwkit_export_round_trips_bit_for_bit(
+    tiny_en_dir: Path, dwkit_cache: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     exported = converted(tiny_en_dir, "fp32", dwkit_cache, validate=True)
     out = tmp_path / "back"
     assert dwconvert(["--from", "onnx", "--to", "hf", str(exported), str(out)]) == 0
@@ -43,7 +48,9 @@ def test_dwkit_export_round_trips_bit_for_bit(tiny_en_dir: Path, dwkit_cache: Pa
     assert report.logits_max_abs == 0.0 and report.tokens_equal
 
 
-def test_optimum_export_round_trips_bit_for_bit(random_tiny80_dir: Path, dwkit_cache: Path, tmp_path: Path) -> None:
+def test_optimum_export_round_trips_bit_for_bit(
+    random_tiny80_dir: Path, dwkit_cache: Path, tmp_path: Path
+) -> None:
     export = optimum_export(random_tiny80_dir, dwkit_cache)
     result = import_onnx(export, tmp_path / "back")
     assert result.fmt == "hf" and result.precision == "fp32"

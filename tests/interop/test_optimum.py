@@ -57,7 +57,9 @@ def test_an_optimum_export_is_recognised_by_its_files(tiny_optimum: Path, tmp_pa
 
 
 @pytest.mark.parametrize("decoder", ["split", "merged"])
-def test_fp32_transcribes_like_transformers(tiny_optimum: Path, speech_short, hf_text: str, decoder: str) -> None:  # type: ignore[no-untyped-def]
+def test_fp32_transcribes_like_transformers(
+    tiny_optimum: Path, speech_short, hf_text: str, decoder: str
+) -> None:  # type: ignore[no-untyped-def]
     config = runtime(decoder=decoder)
     backend = load(tiny_optimum, config=config)
     assert (backend.files.with_past is None) == (decoder == "merged")
@@ -65,7 +67,9 @@ def test_fp32_transcribes_like_transformers(tiny_optimum: Path, speech_short, hf
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_quantised_and_fp16_variants_stay_close(tiny_optimum: Path, speech_short, hf_text: str, precision: str) -> None:  # type: ignore[no-untyped-def]
+def test_quantised_and_fp16_variants_stay_close(
+    tiny_optimum: Path, speech_short, hf_text: str, precision: str
+) -> None:  # type: ignore[no-untyped-def]
     backend = load(tiny_optimum, config=runtime(precision))
     assert backend.files.encoder.name == f"encoder_model_{precision}.onnx"
     text = transcribe(tiny_optimum, speech_short[0], runtime(precision))
@@ -73,7 +77,9 @@ def test_quantised_and_fp16_variants_stay_close(tiny_optimum: Path, speech_short
     assert wer(hf_text, text) <= QUANTIZED_WER_MAX
 
 
-def test_the_onnx_community_layout_runs_from_the_cli(tiny_optimum: Path, speech_short, hf_text: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_onnx_community_layout_runs_from_the_cli(
+    tiny_optimum: Path, speech_short, hf_text: str, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     hub = onnx_community_layout(tiny_optimum, tmp_path / "hub")
     args = ["transcribe", str(speech_short[0]), "--model", str(hub), "--precision", "int8", "--threads", "2"]
     assert dwkit(args) == 0
@@ -91,7 +97,9 @@ def test_a_missing_variant_names_the_files(tiny_optimum: Path, speech_short, cap
     assert len(errors) == 1 and errors[0].startswith("dwkit: error:") and "encoder_model_q4.onnx" in errors[0]
 
 
-def test_random_model_logits_and_tokens_match_transformers(random_tiny80_dir: Path, dwkit_cache: Path, speech_short) -> None:  # type: ignore[no-untyped-def]
+def test_random_model_logits_and_tokens_match_transformers(
+    random_tiny80_dir: Path, dwkit_cache: Path, speech_short
+) -> None:  # type: ignore[no-untyped-def]
     export = optimum_export(random_tiny80_dir, dwkit_cache)
     mel = log_mel(load_audio(speech_short[0]), 80)[None]
     hf = load(random_tiny80_dir, "hf", runtime())
