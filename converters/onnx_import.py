@@ -33,22 +33,17 @@ from typing import Any
 import numpy as np
 
 from dwkit.converters.base import ConversionResult, atomic_output_dir, library_versions
+from dwkit.converters.hf_files import TOKENIZER_FILES, WEIGHTS_NAME
 from dwkit.errors import ConversionError, ModelError
 from dwkit.manifest import read_manifest, weights_checksum, write_manifest
 from dwkit.onnx_graphs import DECODER_INIT, ENCODER, graph_file
 
-WEIGHTS_NAME = "model.safetensors"
 # The json/text files a transformers Whisper checkpoint carries, copied when present.
 SIDE_FILES = (
     "config.json",
     "generation_config.json",
     "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
+    *TOKENIZER_FILES,
     "normalizer.json",
 )
 QUANTISED_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear", "MatMulNBits", "QLinearMatMul"}
@@ -284,10 +279,4 @@ def import_onnx(
         }
         write_manifest(tmp, manifest)
         files = sorted(p.name for p in tmp.iterdir())
-    return ConversionResult(
-        out_dir=Path(out_dir).expanduser().resolve(),
-        fmt="hf",
-        precision="fp32",
-        manifest=manifest,
-        files=files,
-    )
+    return ConversionResult(Path(out_dir).expanduser().resolve(), "hf", "fp32", manifest, files=files)
