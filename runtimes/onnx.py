@@ -88,6 +88,10 @@ class OnnxBackend(GraphStepBackend):
         config.options = BACKEND.parse_options(config.options)  # typed, as declared below
         if not manifest and onnx_optimum.is_optimum_export(model_dir):
             return onnx_optimum.OptimumOnnxBackend.from_model_dir(model_dir, config)
+        if config.options.get("decoder") not in (None, "auto"):
+            raise ConfigError(
+                f"{model_dir}: onnx option decoder applies to optimum exports; dwkit's graphs have one layout"
+            )
         if not manifest or manifest.get("format") != "onnx":
             raise ModelError(
                 f"{model_dir}: not an onnx model directory (convert it with dwconvert --to onnx)"
