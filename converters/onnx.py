@@ -32,6 +32,7 @@ in a temporary sibling and renamed into place only when complete.
 
 from __future__ import annotations
 
+import gc
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -160,6 +161,10 @@ def _export_graphs(
     for graph in graphs:
         with stages(f"export {graph}"):
             export_graph(model, graph, out / graph_file(graph), opset, external)
+            release_freed_memory()  # the exporter's copies of this graph's weights
+    del model
+    gc.collect()
+    release_freed_memory()
 
 
 def _check_reusable(reuse: Path, source_checksum: str, opset: int) -> None:
@@ -342,12 +347,19 @@ def check_graph(model_dir: Path, graph: str, decoder_layers: int) -> dict[str, A
 
 
 def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, Any]:
-    """Load the written directory in onnxruntime and compare it with transformers fp32."""
+    """Load the written directory in onnxruntime and compare it with transformers fp32.
+
+    The reference runs first and is freed before onnxruntime loads the graphs: holding both
+    was the peak of a full-size distil-large-v3.5 conversion (9.0 GB of 3 GB torch weights plus
+    4.3 GB of onnxruntime sessions; benchmarks/results/onnx_export_memory.md).
+    """
     from dwkit.runtimes.base import RuntimeConfig
     from dwkit.runtimes.onnx import OnnxBackend
 
     threads = job.options["threads"]
-    reference = template.hf_reference(job.source, threads)
+    reference = _Replay(template.hf_reference(job.source, threads))
+    template.numeric_validation(reference, reference, FORMAT, job.precision)  # records its outputs
+    reference.release()
     candidate = OnnxBackend.from_model_dir(model_dir, RuntimeConfig(threads=threads))
     result = template.numeric_validation(
         reference, candidate, FORMAT, job.precision, runtime="onnxruntime CPUExecutionProvider"
@@ -393,3 +405,50 @@ def alignment_validation(source: Path, candidate: Any, text: list[int]) -> dict[
         "logits_max_abs": float(np.abs(logits - out.logits[0].numpy()).max()),
         "atol": ALIGN_ATOL,
     }
+
+
+class _Replay:
+    """A backend's answers, recorded once and replayed: compare_backends calls each method once
+    per side with the same fixed input, so comparing the backend with itself runs every
+    reference call once, and the backend can then be freed before the candidate loads."""
+
+    RECORDED = ("encode", "encoder_array", "next_token_logits", "generate")
+
+    def __init__(self, backend: Any):
+        self.backend: Any = backend
+        self.info = backend.info
+        self.answers: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _Replay.RECORDED:
+            raise AttributeError(name)
+
+        def answer(*args: Any, **kwargs: Any) -> Any:
+            if name not in self.answers:
+                self.answers[name] = getattr(self.backend, name)(*args, **kwargs)
+            return self.answers[name]
+
+        return answer
+
+    def release(self) -> None:
+        """Free the backend (its weights) and hand the memory back to the OS."""
+        import gc
+
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+        self.backend = None
+        gc.collect()
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """glibc keeps freed heap pages mapped; malloc_trim returns them, so peak RSS follows
+    what is alive (a no-op where libc has no malloc_trim)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

@@ -48,6 +48,7 @@ from dwkit.onnx_graphs import (
     graph_io,
     profiles,
 )
+from dwkit.runtimes import onnx_optimum
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
 from dwkit.runtimes.graph_steps import GraphStepBackend
@@ -97,6 +98,13 @@ class OnnxBackend(GraphStepBackend):
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> OnnxBackend:
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
+        config.options = BACKEND.parse_options(config.options)  # typed, as declared below
+        if not manifest and onnx_optimum.is_optimum_export(model_dir):
+            return onnx_optimum.OptimumOnnxBackend.from_model_dir(model_dir, config)
+        if config.options.get("decoder") not in (None, "auto"):
+            raise ConfigError(
+                f"{model_dir}: onnx option decoder applies to optimum exports; dwkit's graphs have one layout"
+            )
         if not manifest or manifest.get("format") != "onnx":
             raise ModelError(
                 f"{model_dir}: not an onnx model directory (convert it with dwconvert --to onnx)"
@@ -107,7 +115,6 @@ class OnnxBackend(GraphStepBackend):
                 f"{model_dir} holds {precision} graphs; onnx runs a directory at the precision it was "
                 f"converted to (convert again with --precision {config.precision} for that)"
             )
-        config.options = BACKEND.parse_options(config.options)  # typed, as declared below
         info = ModelInfo.from_dict(manifest["model_info"])
         for graph in GRAPHS:
             if not (model_dir / graph_file(graph)).is_file():
@@ -253,10 +260,14 @@ def _session(
     config: RuntimeConfig,
     options: Any,
 ) -> Any:
+    providers = _providers(provider, place, _trt_profile(graph, info, config), config)
+    return open_session(model_dir / graph_file(graph), provider, providers, options, config)
+
+
+def open_session(path: Path, provider: str, providers: list[Any], options: Any, config: RuntimeConfig) -> Any:
+    """One graph's InferenceSession; a graph onnxruntime cannot load is a ModelError naming it."""
     import onnxruntime as ort
 
-    providers = _providers(provider, place, _trt_profile(graph, info, config), config)
-    path = model_dir / graph_file(graph)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
@@ -269,8 +280,9 @@ def _session(
 class _GatherRows:
     """Rows of OrtValues on their own device: one Gather node per tensor, batch axis 0.
 
-    One session per tensor count, built in memory; inputs have no fixed type rank, so the same
-    session gathers encoder states [B, frames, d] and caches [B, heads, T, head_dim].
+    One session per tensor count and element type (float, or float16 for fp16 exports of other
+    tools), built in memory; inputs have no fixed rank, so the same session gathers encoder
+    states [B, frames, d] and caches [B, heads, T, head_dim].
     """
 
     def __init__(self, max_tensors: int, options: Any, providers: list[Any], place: _Place):
@@ -278,10 +290,10 @@ class _GatherRows:
         self.providers = providers
         self.place = place
         self.max_tensors = max_tensors
-        self._sessions: dict[int, Any] = {}
+        self._sessions: dict[tuple[int, str], Any] = {}
 
     def __call__(self, values: list[Any], index: np.ndarray) -> list[Any]:
-        session = self._session(len(values))
+        session = self._session(len(values), values[0].data_type())
         binding = session.io_binding()
         binding.bind_cpu_input("index", np.ascontiguousarray(index, dtype=np.int64))
         for i, value in enumerate(values):
@@ -290,22 +302,23 @@ class _GatherRows:
         session.run_with_iobinding(binding)
         return list(binding.get_outputs())
 
-    def _session(self, count: int) -> Any:
-        if count not in self._sessions:
+    def _session(self, count: int, data_type: str) -> Any:
+        if (count, data_type) not in self._sessions:
             import onnxruntime as ort
             from onnx import TensorProto, helper
 
-            inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, None) for i in range(count)]
+            elem = TensorProto.FLOAT16 if data_type == "tensor(float16)" else TensorProto.FLOAT
+            inputs = [helper.make_tensor_value_info(f"x{i}", elem, None) for i in range(count)]
             inputs.append(helper.make_tensor_value_info("index", TensorProto.INT64, ["rows"]))
-            outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(count)]
+            outputs = [helper.make_tensor_value_info(f"y{i}", elem, None) for i in range(count)]
             nodes = [helper.make_node("Gather", [f"x{i}", "index"], [f"y{i}"], axis=0) for i in range(count)]
             graph = helper.make_graph(nodes, "gather_rows", inputs, outputs)
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
             model.ir_version = 8  # readable by every onnxruntime >= 1.14
-            self._sessions[count] = ort.InferenceSession(
+            self._sessions[count, data_type] = ort.InferenceSession(
                 model.SerializeToString(), sess_options=self.options, providers=self.providers
             )
-        return self._sessions[count]
+        return self._sessions[count, data_type]
 
 
 def _provider_and_place(config: RuntimeConfig) -> tuple[str, _Place]:
@@ -444,11 +457,12 @@ def _graph_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
 
 BACKEND = BackendSpec(
     name="onnx",
-    summary="onnxruntime on dwkit's encoder / decoder-init / decoder-step graphs",
+    summary="onnxruntime on dwkit's encoder / decoder-init / decoder-step graphs, or an optimum export",
     backend_class=OnnxBackend,
     formats=("onnx",),
     extra="onnx",
     precisions=PRECISIONS,
+    aliases=onnx_optimum.EXTRA_PRECISIONS,  # variants only optimum / onnx-community exports carry
     fixed_precision=True,
     devices=("cpu", "cuda"),
     probe=_probe,
@@ -460,9 +474,21 @@ BACKEND = BackendSpec(
         BackendOption("trt_engine_cache", str, "directory for the TensorRT provider's engines"),
         BackendOption("trt_fp16", bool, "let the TensorRT provider run fp16 kernels on fp32 graphs"),
         BackendOption("max_batch", int, "largest decoder batch the TensorRT provider's profiles cover"),
+        BackendOption(
+            "decoder",
+            str,
+            "optimum exports: split decoder graphs or the merged one",
+            onnx_optimum.DECODER_LAYOUTS,
+        ),
     ),
-    weight_files=("*.onnx", "*.onnx_data"),
+    weight_files=(
+        "*.onnx",
+        "*.onnx_data",
+        f"{onnx_optimum.SUBFOLDER}/*.onnx",
+        f"{onnx_optimum.SUBFOLDER}/*.onnx_data",
+    ),
     file_problems=_graph_problems,
+    recognise=onnx_optimum.is_optimum_export,
     bench_precision="fp32",
     parity_precision="fp32",
 )

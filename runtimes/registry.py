@@ -147,7 +147,8 @@ def backend_of(model_dir: str | os.PathLike[str]) -> str:
     manifest = read_manifest(model_dir)
     if manifest and manifest.get("format"):
         return str(manifest["format"])
-    for s in declarations().specs.values():
+    # hf recognises any config.json, which other tools' exports carry too: it is tried last.
+    for s in sorted(declarations().specs.values(), key=lambda s: "hf" in s.formats):
         if s.recognise is not None and s.recognise(model_dir):
             return s.formats[0]
     raise ModelError(f"{model_dir}: neither a dwkit model (no dwkit.json) nor a transformers checkpoint")

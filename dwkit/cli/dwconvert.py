@@ -1,5 +1,5 @@
 """`dwconvert`: export a transformers Whisper checkpoint to ct2, onnx, trt or ggml
-(or import a CTranslate2 model back into transformers with --from ct2 --to hf)."""
+(or import a CTranslate2 or ONNX model back into transformers with --from ct2|onnx --to hf)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     from dwkit.converters import format_names
 
     parser.add_argument(
-        "--to", required=True, choices=[*format_names(), "hf"], help="target format (hf: with --from ct2)"
+        "--to",
+        required=True,
+        choices=[*format_names(), "hf"],
+        help="target format (hf: with --from ct2|onnx)",
     )
     parser.add_argument(
-        "--from", dest="source_format", default="hf", choices=["hf", "ct2"], help="source format"
+        "--from", dest="source_format", default="hf", choices=["hf", "ct2", "onnx"], help="source format"
     )
     parser.add_argument(
         "--precision",
@@ -58,11 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.to == "hf":
-        if args.source_format != "ct2":
-            raise ConfigError("--to hf imports a CTranslate2 model: add --from ct2")
-        from dwkit.converters.ct2_import import import_ct2
+        if args.source_format == "onnx":  # dwkit's or optimum's export; --precision picks optimum's variant
+            from dwkit.converters.onnx_import import import_onnx
 
-        result = import_ct2(Path(args.model), args.out, overwrite=args.overwrite)
+            result = import_onnx(
+                Path(args.model), args.out, precision=args.precision, overwrite=args.overwrite
+            )
+        elif args.source_format == "ct2":
+            from dwkit.converters.ct2_import import import_ct2
+
+            result = import_ct2(Path(args.model), args.out, overwrite=args.overwrite)
+        else:
+            raise ConfigError("--to hf imports a CTranslate2 or ONNX model: add --from ct2 or --from onnx")
     else:
         if args.source_format != "hf":
             raise ConfigError(
