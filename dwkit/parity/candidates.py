@@ -38,7 +38,7 @@ class Candidate:
         from dwkit.manifest import read_manifest
         from dwkit.runtimes import backend_of, spec
 
-        if not self.path.is_dir():
+        if not self.path.exists():
             raise ModelError(f"candidate {self.spec!r}: {self.path}: no such model directory")
         found = backend_of(self.path)
         declared = spec(self.backend)
