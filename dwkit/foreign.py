@@ -180,19 +180,23 @@ def _describe(
         WhisperVocab,
         default_alignment_heads,
         default_suppress_tokens,
-        fix_tokenizer_json,
         generation_config_dict,
     )
 
     try:
-        tokenizer = fix_tokenizer_json(tokenizer, dims.vocab_size)
         vocab = WhisperVocab.from_tokenizer_json(tokenizer)
+        if vocab.vocab_size != dims.vocab_size:
+            raise ConversionError(
+                f"the tokenizer has {vocab.vocab_size} tokens (timestamps included) but the weights' "
+                f"vocabulary has {dims.vocab_size}; the tokenizer.json belongs to another model"
+            )
+        heads = alignment_heads or default_alignment_heads(dims.decoder_layers, dims.decoder_heads)
         gen = generation_config_dict(
             vocab,
             max_length=dims.n_text_ctx,
             suppress_tokens=default_suppress_tokens(tokenizer) if suppress is None else suppress,
             begin_suppress_tokens=begin_suppress,
-            alignment_heads=alignment_heads or default_alignment_heads(dims.decoder_layers, dims.decoder_heads),
+            alignment_heads=heads,
         )
     except ConversionError as exc:
         raise ModelError(f"{where}: {exc}") from exc
@@ -294,19 +298,16 @@ def whisper_cpp_tokenizer(tokens: list[bytes], n_vocab: int, path: Path = Path("
     if len(ranks) != eot:
         raise ModelError(f"{path}: its vocabulary repeats tokens; not a Whisper vocabulary")
     byte_chars = bytes_to_unicode()
-
-    def text(token: bytes) -> str:
-        return "".join(byte_chars[b] for b in token)
-
+    names = ["".join(byte_chars[b] for b in token) for token in tokens[:eot]]
     merges = []
     for token, rank in ranks.items():
         for cut in range(1, len(token)):
-            left, right = token[:cut], token[cut:]
-            if left in ranks and right in ranks:
-                merges.append((rank, ranks[left], ranks[right], left, right))
+            left, right = ranks.get(token[:cut]), ranks.get(token[cut:])
+            if left is not None and right is not None:
+                merges.append((rank, left, right))
     merges.sort()
     specials = whisper_cpp_tokens(n_vocab)
-    vocab = {text(token): rank for token, rank in ranks.items()}
+    vocab = dict(zip(names, range(eot)))
     vocab[specials[0]] = eot
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     return {
@@ -339,6 +340,6 @@ def whisper_cpp_tokenizer(tokens: list[bytes], n_vocab: int, path: Path = Path("
             "byte_fallback": False,
             "ignore_merges": False,
             "vocab": vocab,
-            "merges": [[text(left), text(right)] for *_, left, right in merges],
+            "merges": [[names[left], names[right]] for _, left, right in merges],
         },
     }
