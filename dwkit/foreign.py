@@ -119,7 +119,7 @@ def model_info(path: Path) -> ModelInfo | None:
 def tokenizer_json(path: Path) -> dict[str, Any] | None:
     """tokenizer.json contents of a whisper.cpp file (built from its vocabulary), else None."""
     found = ggml_file(path)
-    return _ggml_parts(found)[1] if found is not None else None
+    return ggml_parts(found)[1] if found is not None else None
 
 
 def ct2_model_info(model_dir: Path) -> ModelInfo:
@@ -162,7 +162,7 @@ def ct2_model_info(model_dir: Path) -> ModelInfo:
 def ggml_model_info(path: Path) -> ModelInfo:
     """A whisper.cpp file: shapes from its hparams, special tokens from whisper.cpp's own id
     rules, suppression lists from its vocabulary as OpenAI derives them."""
-    dims, tokenizer = _ggml_parts(Path(path))
+    dims, tokenizer = ggml_parts(Path(path))
     return _describe(path, dims, tokenizer)
 
 
@@ -218,7 +218,8 @@ def _describe(
 # --- whisper.cpp vocabulary -> tokenizer.json ----------------------------------------------------
 
 
-def _ggml_parts(path: Path) -> tuple[Any, dict[str, Any]]:
+def ggml_parts(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(WhisperDims, tokenizer.json) of a whisper.cpp file."""
     stat = path.stat()
     return _ggml_parts_cached(path.resolve(), stat.st_size, stat.st_mtime_ns)
 

@@ -1,14 +1,22 @@
 """`dwconvert`: export a transformers Whisper checkpoint to ct2, onnx, trt or ggml
-(or import a CTranslate2 model back into transformers with --from ct2 --to hf)."""
+(or import a CTranslate2 model or a whisper.cpp file back into transformers with
+--from ct2|ggml --to hf)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from dwkit.cli.common import add_version, run_cli
 from dwkit.errors import ConfigError
+
+# `--from FORMAT --to hf`: the module:function that imports FORMAT as a transformers checkpoint.
+IMPORTERS = {
+    "ct2": "dwkit.converters.ct2_import:import_ct2",
+    "ggml": "dwkit.converters.ggml_import:import_ggml",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     from dwkit.converters import format_names
 
     parser.add_argument(
-        "--to", required=True, choices=[*format_names(), "hf"], help="target format (hf: with --from ct2)"
+        "--to",
+        required=True,
+        choices=[*format_names(), "hf"],
+        help="target format (hf: with --from ct2|ggml)",
     )
     parser.add_argument(
-        "--from", dest="source_format", default="hf", choices=["hf", "ct2"], help="source format"
+        "--from",
+        dest="source_format",
+        default="hf",
+        choices=["hf", *IMPORTERS],
+        help="source format (ct2: a CTranslate2 / faster-whisper directory; ggml: a whisper.cpp file)",
     )
     parser.add_argument(
         "--precision",
@@ -53,11 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.to == "hf":
-        if args.source_format != "ct2":
-            raise ConfigError("--to hf imports a CTranslate2 model: add --from ct2")
-        from dwkit.converters.ct2_import import import_ct2
+        if args.source_format not in IMPORTERS:
+            raise ConfigError(
+                f"--to hf imports another format's model: add --from {' or --from '.join(IMPORTERS)}"
+            )
+        from dwkit.converters.base import resolve_source
 
-        result = import_ct2(Path(args.model), args.out, overwrite=args.overwrite)
+        module, function = IMPORTERS[args.source_format].split(":")
+        importer = getattr(importlib.import_module(module), function)
+        result = importer(resolve_source(args.model), args.out, overwrite=args.overwrite)
     else:
         if args.source_format != "hf":
             raise ConfigError(
