@@ -65,8 +65,23 @@ def _ggml_name(name: str) -> str | None:
     return CONV_MAP.get(name, name)
 
 
-def write_ggml(hf_dir: Path, out: Path, use_f16: bool = True) -> Path:
-    """hf_dir (config.json, vocab.json, model.safetensors) -> a whisper.cpp model file."""
+# whisper.cpp's quantize tool (examples/common-ggml.cpp): header ftype ids + 1000 * GGML_QNT_VERSION,
+# per-tensor ggml_type ids, and the 2-D tensors it leaves in float.
+QUANTISED = {"q8_0": (7, 8), "q5_0": (8, 6), "q4_0": (2, 2)}
+QNT_VERSION = 2
+FLOAT32 = (
+    "encoder.conv1.bias",
+    "encoder.conv2.bias",
+    "encoder.positional_embedding",
+    "decoder.positional_embedding",
+)
+
+
+def write_ggml(hf_dir: Path, out: Path, use_f16: bool = True, quantise: str | None = None) -> Path:
+    """hf_dir (config.json, vocab.json, model.safetensors) -> a whisper.cpp model file.
+
+    `quantise` ("q8_0", "q5_0", "q4_0") then quantises the 2-D weights as whisper.cpp's
+    `quantize` tool does, with ggml's block formats from the gguf package (ggml's own Python)."""
     from safetensors.numpy import load_file
     from transformers import WhisperFeatureExtractor
 
@@ -90,7 +105,8 @@ def write_ggml(hf_dir: Path, out: Path, use_f16: bool = True) -> Path:
             "num_mel_bins",
         ):
             fout.write(struct.pack("i", hparams[key]))
-        fout.write(struct.pack("i", int(use_f16)))
+        ftype = QUANTISED[quantise][0] + 1000 * QNT_VERSION if quantise else int(use_f16)
+        fout.write(struct.pack("i", ftype))
         fout.write(struct.pack("i", filters.shape[0]))
         fout.write(struct.pack("i", filters.shape[1]))
         fout.write(filters.tobytes())
@@ -106,25 +122,21 @@ def write_ggml(hf_dir: Path, out: Path, use_f16: bool = True) -> Path:
             if renamed in ("encoder.conv1.bias", "encoder.conv2.bias"):
                 data = data.reshape(data.shape[0], 1)
             n_dims = len(data.shape)
-            ftype = 1
-            if use_f16:
-                if n_dims < 2 or renamed in (
-                    "encoder.conv1.bias",
-                    "encoder.conv2.bias",
-                    "encoder.positional_embedding",
-                    "decoder.positional_embedding",
-                ):
-                    data = data.astype(np.float32)
-                    ftype = 0
-                else:
-                    data = data.astype(np.float16)
+            shape = data.shape
+            if quantise and n_dims == 2 and renamed not in FLOAT32:
+                from gguf import GGMLQuantizationType
+                from gguf.quants import quantize
+
+                ftype = QUANTISED[quantise][1]
+                data = quantize(data.astype(np.float32), GGMLQuantizationType(ftype))
+            elif (use_f16 or quantise) and n_dims >= 2 and renamed not in FLOAT32:
+                data, ftype = data.astype(np.float16), 1
             else:
-                data = data.astype(np.float32)
-                ftype = 0
+                data, ftype = data.astype(np.float32), 0
             raw = renamed.encode("utf-8")
             fout.write(struct.pack("iii", n_dims, len(raw), ftype))
             for i in range(n_dims):
-                fout.write(struct.pack("i", data.shape[n_dims - 1 - i]))
+                fout.write(struct.pack("i", shape[n_dims - 1 - i]))
             fout.write(raw)
             fout.write(np.ascontiguousarray(data).tobytes())
     return out
