@@ -103,6 +103,40 @@ def stored_precision(path: Path) -> str | None:
     return f"int8_{floats[0]}" if "int8" in kinds else floats[0]
 
 
+def as_transformers_checkpoint(path: Path, cache: Path) -> Path:
+    """`path` itself unless it is a foreign layout; then the transformers checkpoint imported
+    from it (`dwconvert --from ct2|ggml --to hf`), once per file version, under `cache/models`.
+
+    For tools that need transformers' weights beside the model (`dwkit bench` runs the
+    transformers baseline and converts the source to every backend it measures).
+    """
+    import hashlib
+
+    from dwkit.bundled import cache_lock
+    from dwkit.manifest import read_manifest
+
+    path = Path(path)
+    if path.is_dir() and read_manifest(path):
+        return path
+    found = ggml_file(path)
+    if found is not None:
+        from dwkit.converters.ggml_import import import_ggml as importer
+    elif is_ct2_dir(path):
+        from dwkit.converters.ct2_import import import_ct2 as importer
+
+        found = path / CT2_MODEL_FILE
+    else:
+        return path
+    stat = found.stat()
+    key = hashlib.sha256(repr((str(found.resolve()), stat.st_size, stat.st_mtime_ns)).encode()).hexdigest()
+    name = path.name if found.name == CT2_MODEL_FILE else found.stem
+    out = Path(cache) / "models" / f"imported-{name}-{key[:12]}"
+    with cache_lock(out.parent / f".{out.name}.lock"):
+        if not (out.is_dir() and read_manifest(out)):
+            importer(path, out, overwrite=True)
+    return out
+
+
 # --- describing --------------------------------------------------------------------------------
 
 

@@ -100,6 +100,13 @@ def test_hub_ids_resolve_offline_from_the_hub_cache(tmp_path, monkeypatch, hf_sh
         transcriber.backend.close()
 
 
+def test_parity_candidates_take_the_directory_at_its_own_precision(fw_tiny_en) -> None:  # type: ignore[no-untyped-def]
+    from dwkit.parity.candidates import Candidate
+
+    assert Candidate.parse(f"ct2:{fw_tiny_en}").resolve_precision() == "float16"
+    assert Candidate.parse(f"ct2:{_bundled_ct2_dir()}:int8").resolve_precision() == "int8"
+
+
 def test_dwkit_info_names_the_layout(capsys) -> None:  # type: ignore[no-untyped-def]
     from dwkit.cli.main import entry as dwkit
 

@@ -115,6 +115,12 @@ def test_hub_ids_resolve_offline_from_the_hub_cache(ggml_tiny_en, tmp_path, monk
     assert ModelInfo.from_model_dir(model).vocab_size == 51864
 
 
+def test_parity_candidates_take_the_file_at_its_own_precision(ggml_tiny_en) -> None:  # type: ignore[no-untyped-def]
+    from dwkit.parity.candidates import Candidate
+
+    assert Candidate.parse(f"ggml:{ggml_tiny_en}").resolve_precision() == "f16"
+
+
 def test_dwkit_info_names_the_file(ggml_tiny_en, capsys) -> None:  # type: ignore[no-untyped-def]
     from dwkit.cli.main import entry as dwkit
 
@@ -154,14 +160,20 @@ def test_f32_round_trip_is_bit_for_bit(tiny_en_dir, tmp_path) -> None:  # type: 
 
 @pytest.fixture(scope="module")
 def f16_back(ggml_tiny_en, tmp_path_factory):  # type: ignore[no-untyped-def]
-    from dwkit.converters.ggml_import import import_ggml
+    """The import `dwkit bench --model FILE` runs from (cached per file version)."""
+    from dwkit.foreign import as_transformers_checkpoint
 
-    return import_ggml(ggml_tiny_en, tmp_path_factory.mktemp("f16") / "back")
+    cache = tmp_path_factory.mktemp("cache")
+    back = as_transformers_checkpoint(ggml_tiny_en, cache)
+    assert as_transformers_checkpoint(ggml_tiny_en, cache) == back  # imported once
+    return back
 
 
 def test_f16_round_trip_keeps_f16_precision(f16_back, tiny_en_dir) -> None:  # type: ignore[no-untyped-def]
-    assert f16_back.manifest["source"]["precision"] == "f16"
-    original, back = _weights(tiny_en_dir), _weights(f16_back.out_dir)
+    from dwkit.manifest import read_manifest
+
+    assert read_manifest(f16_back)["source"]["precision"] == "f16"
+    original, back = _weights(tiny_en_dir), _weights(f16_back)
     assert set(back) == set(original)
     for name, value in original.items():  # 1-D tensors and positional tables stay float32 in the file
         expected = value if value.ndim < 2 or "embed_positions" in name else value.astype(np.float16)
@@ -180,7 +192,7 @@ def test_f16_round_trip_gives_transformers_the_same_logits(f16_back, tiny_en_dir
             WhisperForConditionalGeneration.from_pretrained(str(d))
             .eval()(mel, decoder_input_ids=prompt)
             .logits
-            for d in (tiny_en_dir, f16_back.out_dir)
+            for d in (tiny_en_dir, f16_back)
         ]
     assert float((logits[0] - logits[1]).abs().max()) < 1e-4
 
