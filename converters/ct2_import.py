@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.converters.base import ConversionResult, atomic_output_dir
-from dwkit.converters.hf_files import WhisperDims, write_hf_checkpoint
+from dwkit.converters.base import ConversionResult
+from dwkit.converters.hf_files import WhisperDims, write_imported_checkpoint
 from dwkit.errors import ConversionError
 
 SPEC_NAME = "WhisperSpec"
@@ -411,23 +411,15 @@ def import_ct2(
         "model_bin": str(model_path.resolve()),
         **(source or {}),
     }
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        manifest = write_hf_checkpoint(
-            tmp,
-            state_dict,
-            dims,
-            tokenizer,
-            suppress_tokens=side.get("suppress_ids"),
-            begin_suppress_tokens=side.get("suppress_ids_begin"),
-            alignment_heads=side.get("alignment_heads"),
-            tie_word_embeddings=tied,
-            manifest={"source": recorded, "tool": "dwkit.converters.ct2_import"},
-        )
-        files = sorted(p.name for p in tmp.iterdir())
-    return ConversionResult(
-        out_dir=Path(out_dir).expanduser().resolve(),
-        fmt="hf",
-        precision="fp32",
-        manifest=manifest,
-        files=files,
+    return write_imported_checkpoint(
+        out_dir,
+        overwrite=overwrite,
+        state_dict=state_dict,
+        dims=dims,
+        tokenizer=tokenizer,
+        suppress_tokens=side.get("suppress_ids"),
+        begin_suppress_tokens=side.get("suppress_ids_begin"),
+        alignment_heads=side.get("alignment_heads"),
+        tie_word_embeddings=tied,
+        manifest={"source": recorded, "tool": "dwkit.converters.ct2_import"},
     )

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.converters.base import ConversionResult, atomic_output_dir
+from dwkit.converters.base import ConversionResult
 from dwkit.converters.ggml_format import GGML_TYPES, NAME_MAP, GgmlFile, _compile, read_ggml
-from dwkit.converters.hf_files import write_hf_checkpoint
+from dwkit.converters.hf_files import write_imported_checkpoint
 from dwkit.errors import BackendUnavailable, ConversionError, ModelError
 
 # whisper.cpp name -> transformers name (the export's table, read backwards).
@@ -112,19 +112,11 @@ def import_ggml(
     recorded: dict[str, Any] = {"kind": "ggml", "path": str(path.resolve()), "precision": precision}
     if quantised:
         recorded["dequantised"] = quantised
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        manifest = write_hf_checkpoint(
-            tmp,
-            state_dict,
-            dims,
-            tokenizer,
-            manifest={"source": recorded, "tool": "dwkit.converters.ggml_import"},
-        )
-        files = sorted(p.name for p in tmp.iterdir())
-    return ConversionResult(
-        out_dir=Path(out_dir).expanduser().resolve(),
-        fmt="hf",
-        precision="fp32",
-        manifest=manifest,
-        files=files,
+    return write_imported_checkpoint(
+        out_dir,
+        overwrite=overwrite,
+        state_dict=state_dict,
+        dims=dims,
+        tokenizer=tokenizer,
+        manifest={"source": recorded, "tool": "dwkit.converters.ggml_import"},
     )

@@ -14,6 +14,7 @@ checkpoint, a faster-whisper directory or a whisper.cpp file.
 
 from __future__ import annotations
 
+import importlib
 import struct
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,11 @@ ENGLISH_EOT = 50256
 # n_vocab = 51765 + languages (+ 1 for multilingual vocabularies): 99 languages, 100 from large-v3.
 BASE_VOCAB = 51765
 MULTILINGUAL_MIN_VOCAB = 51865
+# `dwconvert --from FORMAT --to hf`: the module:function that imports FORMAT as a transformers checkpoint.
+IMPORTERS = {
+    "ct2": "dwkit.converters.ct2_import:import_ct2",
+    "ggml": "dwkit.converters.ggml_import:import_ggml",
+}
 
 
 # --- recognising -----------------------------------------------------------------------------
@@ -112,7 +118,7 @@ def as_transformers_checkpoint(path: Path, cache: Path) -> Path:
     """
     import hashlib
 
-    from dwkit.bundled import cache_lock
+    from dwkit.bundled import cache_lock, code_digest
     from dwkit.manifest import read_manifest
 
     path = Path(path)
@@ -120,15 +126,21 @@ def as_transformers_checkpoint(path: Path, cache: Path) -> Path:
         return path
     found = ggml_file(path)
     if found is not None:
-        from dwkit.converters.ggml_import import import_ggml as importer
+        fmt = "ggml"
     elif is_ct2_dir(path):
-        from dwkit.converters.ct2_import import import_ct2 as importer
-
-        found = path / CT2_MODEL_FILE
+        fmt, found = "ct2", path / CT2_MODEL_FILE
     else:
         return path
+    module, function = IMPORTERS[fmt].split(":")
+    importer = getattr(importlib.import_module(module), function)
     stat = found.stat()
-    key = hashlib.sha256(repr((str(found.resolve()), stat.st_size, stat.st_mtime_ns)).encode()).hexdigest()
+    version = (
+        str(found.resolve()),
+        stat.st_size,
+        stat.st_mtime_ns,
+        code_digest(module, "dwkit.converters.hf_files"),
+    )
+    key = hashlib.sha256(repr(version).encode()).hexdigest()
     name = path.name if found.name == CT2_MODEL_FILE else found.stem
     out = Path(cache) / "models" / f"imported-{name}-{key[:12]}"
     with cache_lock(out.parent / f".{out.name}.lock"):

@@ -11,12 +11,7 @@ from pathlib import Path
 
 from dwkit.cli.common import add_version, run_cli
 from dwkit.errors import ConfigError
-
-# `--from FORMAT --to hf`: the module:function that imports FORMAT as a transformers checkpoint.
-IMPORTERS = {
-    "ct2": "dwkit.converters.ct2_import:import_ct2",
-    "ggml": "dwkit.converters.ggml_import:import_ggml",
-}
+from dwkit.foreign import IMPORTERS
 
 
 def build_parser() -> argparse.ArgumentParser:
