@@ -145,6 +145,7 @@ def _side_files(model_dir: Path) -> dict[str, object]:
     return {"config": config, "generation": gen, "info": ModelInfo.from_model_dir(model_dir).vocab_size}
 
 
+@pytest.mark.slow
 def test_f32_round_trip_is_bit_for_bit(tiny_en_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from dwkit.cli.dwconvert import entry as dwconvert
 
