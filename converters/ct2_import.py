@@ -413,10 +413,10 @@ def import_ct2(
     }
     return write_imported_checkpoint(
         out_dir,
+        state_dict,
+        dims,
+        tokenizer,
         overwrite=overwrite,
-        state_dict=state_dict,
-        dims=dims,
-        tokenizer=tokenizer,
         suppress_tokens=side.get("suppress_ids"),
         begin_suppress_tokens=side.get("suppress_ids_begin"),
         alignment_heads=side.get("alignment_heads"),

@@ -114,9 +114,9 @@ def import_ggml(
         recorded["dequantised"] = quantised
     return write_imported_checkpoint(
         out_dir,
+        state_dict,
+        dims,
+        tokenizer,
         overwrite=overwrite,
-        state_dict=state_dict,
-        dims=dims,
-        tokenizer=tokenizer,
         manifest={"source": recorded, "tool": "dwkit.converters.ggml_import"},
     )

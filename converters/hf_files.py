@@ -366,11 +366,17 @@ def write_hf_checkpoint(
 
 
 def write_imported_checkpoint(
-    out_dir: Path, *, overwrite: bool = False, **checkpoint: Any
+    out_dir: Path,
+    state_dict: Mapping[str, np.ndarray],
+    dims: WhisperDims,
+    tokenizer: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+    **options: Any,
 ) -> ConversionResult:
-    """`write_hf_checkpoint(**checkpoint)` into `out_dir`, atomically: the importers' (ct2, ggml) output."""
+    """`write_hf_checkpoint` into `out_dir`, atomically: the importers' (ct2, ggml) output."""
     with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        manifest = write_hf_checkpoint(tmp, **checkpoint)
+        manifest = write_hf_checkpoint(tmp, state_dict, dims, tokenizer, **options)
         files = sorted(p.name for p in tmp.iterdir())
     return ConversionResult(
         out_dir=Path(out_dir).expanduser().resolve(),
