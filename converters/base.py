@@ -46,7 +46,11 @@ def resolve_source(source: str | os.PathLike[str]) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise ModelError(f"{source}: is a file; expected a model directory or a hub id")
+        from dwkit.foreign import ggml_file
+
+        if path.is_file() and ggml_file(path) is not None:  # a whisper.cpp model is one file
+            return path
+        raise ModelError(f"{source}: is a file; expected a model directory, a whisper.cpp file or a hub id")
     text = str(source)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise ModelError(f"{source}: no such model directory (and not a hub id 'org/name')")

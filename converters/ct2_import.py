@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.converters.base import ConversionResult, atomic_output_dir
-from dwkit.converters.hf_files import WhisperDims, write_hf_checkpoint
+from dwkit.converters.base import ConversionResult
+from dwkit.converters.hf_files import WhisperDims, write_imported_checkpoint
 from dwkit.errors import ConversionError
 
 SPEC_NAME = "WhisperSpec"
@@ -99,17 +99,22 @@ class Ct2Model:
         return self.variables[self.aliases.get(name, name)]
 
 
-def read_ct2_model(path: Path) -> Ct2Model:
-    """Parse model.bin (format in DESIGN.md section 8). Arrays are copies, not file views."""
+def read_ct2_model(path: Path, data: bool = True) -> Ct2Model:
+    """Parse model.bin (format in DESIGN.md section 8). Arrays are copies, not file views.
+
+    `data=False` reads names, shapes, dtypes and scalars only: every other variable is a
+    zero-stride placeholder of its shape, so a model's dimensions cost no copy of its weights
+    (how a faster-whisper directory is described without dwkit.json).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{path}: no such file (a CTranslate2 model directory holds model.bin)")
     with open(path, "rb") as handle:
         if path.stat().st_size == 0:
             raise ConversionError(f"{path}: empty file, not a CTranslate2 model")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             try:
-                return _parse(_Reader(data), path)
+                return _parse(_Reader(mapped), path, data)
             except _Truncated:
                 raise ConversionError(
                     f"{path}: truncated ({path.stat().st_size} bytes); re-download or re-join "
@@ -152,6 +157,14 @@ class _Reader:
     def array(self, dtype: Any, nbytes: int) -> np.ndarray:
         """`nbytes` of data as a flat array (a copy)."""
         start = self._advance(nbytes)
+        return self.view(dtype, nbytes, start)
+
+    def placeholder(self, dtype: Any, nbytes: int, shape: tuple[int, ...]) -> np.ndarray:
+        """Skip `nbytes` of data; a zero-stride array of `shape` stands in for them."""
+        self._advance(nbytes)
+        return np.broadcast_to(np.zeros((), dtype=np.float32 if dtype == "bfloat16" else dtype), shape)
+
+    def view(self, dtype: Any, nbytes: int, start: int) -> np.ndarray:
         if dtype == "bfloat16":
             # bfloat16 is the top half of a float32.
             halves = np.frombuffer(self.data, dtype="<u2", count=nbytes // 2, offset=start)
@@ -163,7 +176,7 @@ class _Reader:
         return len(self.data) - self.pos
 
 
-def _parse(reader: _Reader, path: Path) -> Ct2Model:
+def _parse(reader: _Reader, path: Path, data: bool = True) -> Ct2Model:
     version = reader.u32()
     if not 1 <= version <= 6:
         raise ConversionError(f"{path}: not a CTranslate2 model.bin (binary version {version})")
@@ -184,10 +197,14 @@ def _parse(reader: _Reader, path: Path) -> Ct2Model:
             nbytes = reader.u32() * (np.dtype(dtype).itemsize if dtype else 0)
         if dtype is None:
             raise ConversionError(f"{path}: variable {name} has an unknown data type")
-        array = reader.array(dtype, nbytes)
-        if array.size != int(np.prod(shape, dtype=np.int64)):
-            raise ConversionError(f"{path}: variable {name} holds {array.size} values for shape {shape}")
-        variables[name] = array.reshape(shape)
+        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        if nbytes != itemsize * int(np.prod(shape, dtype=np.int64)):
+            count = nbytes // itemsize
+            raise ConversionError(f"{path}: variable {name} holds {count} values for shape {shape}")
+        if data or not shape:
+            variables[name] = reader.array(dtype, nbytes).reshape(shape)
+        else:
+            variables[name] = reader.placeholder(dtype, nbytes, shape)
     aliases = {}
     if version >= 3:
         for _ in range(reader.u32()):
@@ -281,23 +298,45 @@ def ct2_to_hf_state_dict(
     if unused:
         raise ConversionError(f"{path}: unexpected variables {', '.join(unused[:3])}; not a Whisper model")
 
-    conv1 = m.out["model.encoder.conv1.weight"]
+    return m.out, ct2_dims(model, path), tied
+
+
+def ct2_dims(model: Ct2Model, path: Path = Path("model.bin")) -> WhisperDims:
+    """The architecture of a model.bin, from its variables' shapes and head counts alone
+    (so it works on `read_ct2_model(path, data=False)`)."""
+
+    def shape(name: str) -> tuple[int, ...]:
+        target = model.aliases.get(name, name)
+        if target not in model.variables:
+            raise ConversionError(f"{path}: missing variable {name} (not a Whisper model?)")
+        return tuple(model.variables[target].shape)
+
+    def scalar(name: str) -> int:
+        if name not in model.variables:
+            raise ConversionError(f"{path}: missing variable {name} (not a Whisper model?)")
+        return int(np.asarray(model.variables[name]).reshape(-1)[0])
+
+    layers = {side: _count_layers(model, side) for side in ("encoder", "decoder")}
+    for side, count in layers.items():
+        if not count:
+            raise ConversionError(f"{path}: no {side} layers; not a Whisper model")
+    d_model, n_mels = shape("encoder/conv1/weight")[:2]
     dims = WhisperDims(
-        n_mels=conv1.shape[1],
-        vocab_size=m.out["model.decoder.embed_tokens.weight"].shape[0],
-        d_model=conv1.shape[0],
-        encoder_layers=n_layers["encoder"],
-        decoder_layers=n_layers["decoder"],
-        encoder_heads=m.scalar("encoder/num_heads"),
-        decoder_heads=m.scalar("decoder/num_heads"),
-        encoder_ffn_dim=m.out["model.encoder.layers.0.fc1.weight"].shape[0],
-        decoder_ffn_dim=m.out["model.decoder.layers.0.fc1.weight"].shape[0],
-        n_audio_ctx=m.out["model.encoder.embed_positions.weight"].shape[0],
-        n_text_ctx=m.out["model.decoder.embed_positions.weight"].shape[0],
+        n_mels=n_mels,
+        vocab_size=shape("decoder/embeddings/weight")[0],
+        d_model=d_model,
+        encoder_layers=layers["encoder"],
+        decoder_layers=layers["decoder"],
+        encoder_heads=scalar("encoder/num_heads"),
+        decoder_heads=scalar("decoder/num_heads"),
+        encoder_ffn_dim=shape("encoder/layer_0/ffn/linear_0/weight")[0],
+        decoder_ffn_dim=shape("decoder/layer_0/ffn/linear_0/weight")[0],
+        n_audio_ctx=shape("encoder/position_encodings/encodings")[0],
+        n_text_ctx=shape("decoder/position_encodings/encodings")[0],
     )
     if dims.d_model % dims.encoder_heads or dims.d_model % dims.decoder_heads:
         raise ConversionError(f"{path}: d_model {dims.d_model} is not divisible by the head count")
-    return m.out, dims, tied
+    return dims
 
 
 def _count_layers(model: Ct2Model, side: str) -> int:
@@ -372,23 +411,15 @@ def import_ct2(
         "model_bin": str(model_path.resolve()),
         **(source or {}),
     }
-    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
-        manifest = write_hf_checkpoint(
-            tmp,
-            state_dict,
-            dims,
-            tokenizer,
-            suppress_tokens=side.get("suppress_ids"),
-            begin_suppress_tokens=side.get("suppress_ids_begin"),
-            alignment_heads=side.get("alignment_heads"),
-            tie_word_embeddings=tied,
-            manifest={"source": recorded, "tool": "dwkit.converters.ct2_import"},
-        )
-        files = sorted(p.name for p in tmp.iterdir())
-    return ConversionResult(
-        out_dir=Path(out_dir).expanduser().resolve(),
-        fmt="hf",
-        precision="fp32",
-        manifest=manifest,
-        files=files,
+    return write_imported_checkpoint(
+        out_dir,
+        state_dict,
+        dims,
+        tokenizer,
+        overwrite=overwrite,
+        suppress_tokens=side.get("suppress_ids"),
+        begin_suppress_tokens=side.get("suppress_ids_begin"),
+        alignment_heads=side.get("alignment_heads"),
+        tie_word_embeddings=tied,
+        manifest={"source": recorded, "tool": "dwkit.converters.ct2_import"},
     )

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.constants import SAMPLE_RATE
-from dwkit.converters.base import library_versions
+from dwkit.converters.base import ConversionResult, atomic_output_dir, library_versions
 from dwkit.errors import ConversionError
 from dwkit.manifest import MANIFEST_VERSION, weights_checksum, write_manifest
 from dwkit.model_info import TIME_PRECISION, ModelInfo
@@ -363,6 +363,28 @@ def write_hf_checkpoint(
     }
     write_manifest(out_dir, data)
     return {"manifest_version": MANIFEST_VERSION, **data}
+
+
+def write_imported_checkpoint(
+    out_dir: Path,
+    state_dict: Mapping[str, np.ndarray],
+    dims: WhisperDims,
+    tokenizer: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+    **options: Any,
+) -> ConversionResult:
+    """`write_hf_checkpoint` into `out_dir`, atomically: the importers' (ct2, ggml) output."""
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        manifest = write_hf_checkpoint(tmp, state_dict, dims, tokenizer, **options)
+        files = sorted(p.name for p in tmp.iterdir())
+    return ConversionResult(
+        out_dir=Path(out_dir).expanduser().resolve(),
+        fmt="hf",
+        precision="fp32",
+        manifest=manifest,
+        files=files,
+    )
 
 
 def _write_generation_config(out_dir: Path, gen: Mapping[str, Any]) -> None:

@@ -283,9 +283,9 @@ class Config:
         path = Path(value).expanduser()
         if not path.is_absolute() and self.source is not None and self.origin(key) == str(self.source):
             beside = self.source.parent / path
-            if beside.is_dir():
+            if beside.exists():  # a directory, or a single-file model (whisper.cpp)
                 return beside
-        return path if path.is_dir() else None
+        return path if path.exists() else None
 
     def resolve_model(self, key: str = "model") -> Path:
         """The model directory: local, or a hub id from the local Hugging Face cache / the hub."""

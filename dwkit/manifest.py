@@ -118,6 +118,8 @@ def weights_checksum(model_dir: str | Path) -> str:
     model_dir = Path(model_dir)
     patterns = {pattern for s in declarations().specs.values() for pattern in s.weight_files}
     files = sorted({p for pattern in patterns for p in model_dir.glob(pattern)})
+    if model_dir.is_file():  # a single-file model (a whisper.cpp ggml-*.bin)
+        files = [model_dir]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode())

@@ -118,7 +118,8 @@ class ModelInfo:
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path) -> ModelInfo:
-        """A converted directory's manifest, else the transformers config files."""
+        """A converted directory's manifest, else what a foreign layout carries (a faster-whisper
+        directory, a whisper.cpp file: `dwkit.foreign`), else the transformers config files."""
         manifest = read_manifest(model_dir)
         if manifest and "model_info" in manifest:
             try:
@@ -128,7 +129,9 @@ class ModelInfo:
                     f"{Path(model_dir) / 'dwkit.json'}: model_info is incomplete or mistyped ({exc}); "
                     "convert the model again"
                 ) from exc
-        return cls.from_hf_dir(model_dir)
+        from dwkit import foreign
+
+        return foreign.model_info(Path(model_dir)) or cls.from_hf_dir(model_dir)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

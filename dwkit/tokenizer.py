@@ -7,7 +7,9 @@ model's tokenizer_config.json, so our transcripts equal transformers' character 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from dwkit.errors import ModelError
 from dwkit.manifest import read_json_object
@@ -56,12 +58,28 @@ class Tokenizer:
         self.clean_up_spaces = clean_up_spaces
 
     @classmethod
+    def from_json(cls, data: dict[str, Any], info: ModelInfo, clean_up_spaces: bool = False) -> Tokenizer:
+        """A tokenizer.json held in memory (built from a whisper.cpp file's vocabulary)."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        tokenizer = cls.__new__(cls)
+        tokenizer._tok = HFTokenizer.from_str(json.dumps(data))
+        tokenizer.info = info
+        tokenizer.clean_up_spaces = clean_up_spaces
+        return tokenizer
+
+    @classmethod
     def from_model_dir(cls, model_dir: str | Path, info: ModelInfo | None = None) -> Tokenizer:
         model_dir = Path(model_dir)
         info = info or ModelInfo.from_model_dir(model_dir)
         path = model_dir / "tokenizer.json"
         if not path.is_file():
-            raise ModelError(f"{model_dir}: missing tokenizer.json")
+            from dwkit import foreign
+
+            built = foreign.tokenizer_json(model_dir)  # a whisper.cpp file carries its vocabulary
+            if built is not None:
+                return cls.from_json(built, info)
+            raise ModelError(f"{path}: missing (the model's tokenizer belongs beside its weights)")
         clean = False
         config = model_dir / "tokenizer_config.json"
         if config.is_file():

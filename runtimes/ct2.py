@@ -92,13 +92,8 @@ class CT2Backend:
         model_dir = Path(model_dir)
         if not (model_dir / MODEL_FILE).is_file():
             raise ModelError(f"{model_dir}: no {MODEL_FILE} (not a CTranslate2 model directory)")
-        try:
-            info = ModelInfo.from_model_dir(model_dir)
-        except ModelError as exc:  # e.g. a faster-whisper directory converted elsewhere: no dwkit.json
-            raise ModelError(
-                f"{exc}; a ct2 directory needs dwkit's manifest (dwkit.json): convert the transformers "
-                "checkpoint with `dwconvert --to ct2`"
-            ) from exc
+        # dwkit.json's facts, or a faster-whisper directory's own files (config.json, tokenizer.json).
+        info = ModelInfo.from_model_dir(model_dir)
         device, index = _parse_device(config.device)
         compute_type = config.precision or "default"
         _check_compute_type(compute_type, device)
@@ -116,8 +111,8 @@ class CT2Backend:
             raise ModelError(f"{model_dir}: CTranslate2 could not load it ({_one_line(exc)})") from exc
         if model.n_mels != info.n_mels:
             raise ModelError(
-                f"{model_dir}: model.bin expects {model.n_mels} mel bins but its manifest says "
-                f"{info.n_mels}; the directory mixes two models (reconvert it)"
+                f"{model_dir}: model.bin expects {model.n_mels} mel bins but its manifest or "
+                f"preprocessor_config.json says {info.n_mels}; the directory mixes two models (reconvert it)"
             )
         backend = cls(model, info, device, compute_type)
         backend.model_dir = model_dir
@@ -499,6 +494,13 @@ def _probe(device: str) -> str | None:
     return None
 
 
+def _is_ct2_dir(path: Path) -> bool:
+    """A faster-whisper / CTranslate2 directory as users download it (no dwkit.json)."""
+    from dwkit.foreign import is_ct2_dir
+
+    return path.is_dir() and is_ct2_dir(path)
+
+
 BACKEND = BackendSpec(
     name="ct2",
     summary="CTranslate2 (the engine faster-whisper runs on), native Whisper.generate",
@@ -518,6 +520,8 @@ BACKEND = BackendSpec(
     ),
     weight_files=(MODEL_FILE,),
     file_problems=lambda model_dir, manifest: missing_file_problems(model_dir, MODEL_FILE),
+    recognise=_is_ct2_dir,
+    recognise_rank=10,
     bench_precision="int8",
     parity_precision="float32",
 )

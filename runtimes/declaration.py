@@ -86,8 +86,12 @@ class BackendSpec:
     # Missing or truncated weight files of a directory (from names and headers only), for
     # `dwkit info`: (model_dir, manifest or {}) -> problems.
     file_problems: Callable[[Path, Mapping[str, Any]], list[str]] | None = None
-    # A model directory without a dwkit.json that this backend runs (a transformers checkpoint).
+    # A model without a dwkit.json that this backend runs, recognised by its own files (a
+    # transformers checkpoint, a faster-whisper directory, a whisper.cpp file or its directory).
     recognise: Callable[[Path], bool] | None = None
+    # Recognisers are asked highest rank first: a specific layout outranks a loose one (a
+    # faster-whisper directory holds a config.json too, which is all the hf recogniser asks).
+    recognise_rank: int = 0
     # Among the backends that run one format, `auto` tries the highest rank first.
     auto_rank: int = 0
     bench_precision: str | None = None  # `dwkit bench --backends NAME` without a precision

@@ -101,7 +101,8 @@ class GgmlBackend(StepBackend):
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> GgmlBackend:
-        """Open a directory written by `dwconvert --to ggml`.
+        """Open a directory written by `dwconvert --to ggml`, or a whisper.cpp model file as
+        whisper.cpp users hold it (`ggml-*.bin`, alone or in a directory; no dwkit.json).
 
         Options (RuntimeConfig.options): `flash_attn` (default True, whisper.cpp's own
         default; False gives ~1e-3 logits parity with transformers instead of ~3e-2) and
@@ -110,12 +111,10 @@ class GgmlBackend(StepBackend):
         from dwkit.runtimes.whispercpp_ctypes import WhisperContext
 
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir) or {}
+        manifest = (read_manifest(model_dir) if model_dir.is_dir() else None) or {}
         if manifest.get("format") not in (None, "ggml"):
             raise ModelError(f"{model_dir}: is a {manifest['format']} model, not ggml")
-        path = contained_file(model_dir, manifest.get("model_file", MODEL_FILE), "model_file")
-        if not path.is_file():
-            raise ModelError(f"{path}: missing (convert with: dwconvert MODEL OUT --to ggml)")
+        path = _model_file(model_dir, manifest)
         stored = manifest.get("precision")
         if config.precision and config.precision not in PRECISIONS:
             raise ConfigError(f"ggml precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -132,6 +131,12 @@ class GgmlBackend(StepBackend):
         info = ModelInfo.from_model_dir(model_dir)
         context = WhisperContext(path, flash_attn=options.get("flash_attn", True))
         precision = FTYPE_NAMES.get(context.ftype % 1000, str(context.ftype))
+        if config.precision and config.precision != precision:  # a file without a manifest
+            context.close()
+            raise ConfigError(
+                f"{path} holds ggml {precision} weights; whisper.cpp cannot change precision at load "
+                f"time: drop --precision or use a {config.precision} file"
+            )
         if precision == "f32":
             context.close()
             raise BackendUnavailable(
@@ -290,6 +295,30 @@ class GgmlBackend(StepBackend):
         self.context.close()
 
 
+def _model_file(model_dir: Path, manifest: Mapping[str, Any]) -> Path:
+    """The file the manifest names, else the whisper.cpp file `model_dir` is or holds."""
+    if manifest:
+        path = contained_file(model_dir, manifest.get("model_file", MODEL_FILE), "model_file")
+        if not path.is_file():
+            raise ModelError(f"{path}: missing (convert with: dwconvert MODEL OUT --to ggml)")
+        return path
+    from dwkit.foreign import ggml_file
+
+    found = ggml_file(model_dir)
+    if found is None:
+        raise ModelError(
+            f"{model_dir}: no whisper.cpp model file (ggml-*.bin) there; convert with: dwconvert MODEL OUT --to ggml"
+        )
+    return found
+
+
+def _is_ggml(path: Path) -> bool:
+    """A whisper.cpp model file, or a directory holding one (no dwkit.json)."""
+    from dwkit.foreign import ggml_file
+
+    return ggml_file(path) is not None
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -312,6 +341,11 @@ def _probe(device: str) -> str | None:
 
 
 def _weight_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    if not manifest:  # a whisper.cpp file as whisper.cpp users hold it: found by its magic
+        from dwkit.foreign import ggml_file
+
+        if ggml_file(model_dir) is not None:
+            return []
     return missing_file_problems(model_dir, str(manifest.get("model_file") or MODEL_FILE))
 
 
@@ -334,6 +368,8 @@ BACKEND = BackendSpec(
     ),
     weight_files=("*.bin",),
     file_problems=_weight_problems,
+    recognise=_is_ggml,
+    recognise_rank=10,
     bench_precision="q8_0",
     parity_precision="f16",  # whisper.cpp 1.8.5 cannot run f32 files
 )

@@ -489,6 +489,7 @@ BACKEND = BackendSpec(
     ),
     file_problems=_graph_problems,
     recognise=onnx_optimum.is_optimum_export,
+    recognise_rank=10,  # above hf: an optimum export carries a config.json too
     bench_precision="fp32",
     parity_precision="fp32",
 )

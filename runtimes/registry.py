@@ -140,18 +140,25 @@ def unavailable_reason(name: str, device: str = "cpu") -> str | None:
 
 
 def backend_of(model_dir: str | os.PathLike[str]) -> str:
-    """The format of a model directory: its manifest's, else the first declaration that recognises it."""
+    """The format of a model directory (or a single-file model such as whisper.cpp's): its
+    manifest's, else that of the highest-ranked declaration that recognises its files."""
     model_dir = Path(model_dir)
-    if not model_dir.is_dir():
+    if model_dir.is_dir():
+        manifest = read_manifest(model_dir)
+        if manifest and manifest.get("format"):
+            return str(manifest["format"])
+    elif not model_dir.is_file():
         raise ModelError(f"{model_dir}: no such model directory")
-    manifest = read_manifest(model_dir)
-    if manifest and manifest.get("format"):
-        return str(manifest["format"])
-    # hf recognises any config.json, which other tools' exports carry too: it is tried last.
-    for s in sorted(declarations().specs.values(), key=lambda s: "hf" in s.formats):
+    ranked = sorted(declarations().specs.values(), key=lambda s: -s.recognise_rank)
+    for s in ranked:
         if s.recognise is not None and s.recognise(model_dir):
             return s.formats[0]
-    raise ModelError(f"{model_dir}: neither a dwkit model (no dwkit.json) nor a transformers checkpoint")
+    if model_dir.is_file():
+        raise ModelError(f"{model_dir}: is a file but no model file dwkit runs (a whisper.cpp ggml-*.bin)")
+    raise ModelError(
+        f"{model_dir}: neither a dwkit model (no dwkit.json) nor a transformers checkpoint, "
+        "a faster-whisper / CTranslate2 directory or a whisper.cpp model file"
+    )
 
 
 def load(

@@ -30,11 +30,13 @@ def resolve_model(config: BenchConfig, cache: Path, step: Callable[..., dict[str
         return Path(result["model_dir"])
     from dwkit.bundled import BUNDLED, bundled_model
     from dwkit.converters.base import resolve_source
+    from dwkit.foreign import as_transformers_checkpoint
 
     model = str(config.model)
     if model in BUNDLED and not Path(model).is_dir():
         return bundled_model(model, cache)
-    return resolve_source(model)
+    # A faster-whisper directory or a whisper.cpp file: benched from its transformers import.
+    return as_transformers_checkpoint(resolve_source(model), cache)
 
 
 def resolve_draft(

@@ -1,14 +1,17 @@
 """`dwconvert`: export a transformers Whisper checkpoint to ct2, onnx, trt or ggml
-(or import a CTranslate2 or ONNX model back into transformers with --from ct2|onnx --to hf)."""
+(or import a CTranslate2 model, a whisper.cpp file or an ONNX export back into transformers
+with --from ct2|ggml|onnx --to hf)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from dwkit.cli.common import add_version, run_cli
 from dwkit.errors import ConfigError
+from dwkit.foreign import IMPORTERS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--to",
         required=True,
         choices=[*format_names(), "hf"],
-        help="target format (hf: with --from ct2|onnx)",
+        help="target format (hf: with --from ct2|ggml|onnx)",
     )
     parser.add_argument(
-        "--from", dest="source_format", default="hf", choices=["hf", "ct2", "onnx"], help="source format"
+        "--from",
+        dest="source_format",
+        default="hf",
+        choices=["hf", *IMPORTERS],
+        help="source format (ct2: a CTranslate2 / faster-whisper directory; ggml: a whisper.cpp file; onnx: dwkit's or an optimum / onnx-community export)",
     )
     parser.add_argument(
         "--precision",
@@ -61,18 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.to == "hf":
-        if args.source_format == "onnx":  # dwkit's or optimum's export; --precision picks optimum's variant
-            from dwkit.converters.onnx_import import import_onnx
-
-            result = import_onnx(
-                Path(args.model), args.out, precision=args.precision, overwrite=args.overwrite
+        if args.source_format not in IMPORTERS:
+            raise ConfigError(
+                f"--to hf imports another format's model: add --from {' or --from '.join(IMPORTERS)}"
             )
-        elif args.source_format == "ct2":
-            from dwkit.converters.ct2_import import import_ct2
+        from dwkit.converters.base import resolve_source
 
-            result = import_ct2(Path(args.model), args.out, overwrite=args.overwrite)
-        else:
-            raise ConfigError("--to hf imports a CTranslate2 or ONNX model: add --from ct2 or --from onnx")
+        module, function = IMPORTERS[args.source_format].split(":")
+        importer = getattr(importlib.import_module(module), function)
+        options: dict[str, object] = {"overwrite": args.overwrite}
+        if args.precision is not None:  # an optimum export's variant (fp32, fp16, ...)
+            if args.source_format != "onnx":
+                raise ConfigError(
+                    "--precision with --to hf picks an ONNX export's variant: use it with --from onnx"
+                )
+            options["precision"] = args.precision
+        result = importer(resolve_source(args.model), args.out, **options)
     else:
         if args.source_format != "hf":
             raise ConfigError(

@@ -54,8 +54,10 @@ def describe(model_dir: str | Path, verify: bool = False) -> dict[str, Any]:
     model_dir = Path(model_dir).expanduser()
     if not model_dir.exists():
         raise ModelError(f"{model_dir}: no such model directory")
-    if not model_dir.is_dir():
-        raise ModelError(f"{model_dir}: is a file; expected a model directory")
+    from dwkit import foreign
+
+    if not model_dir.is_dir() and foreign.ggml_file(model_dir) is None:
+        raise ModelError(f"{model_dir}: is a file; expected a model directory or a whisper.cpp model file")
     problems: list[str] = []
     try:
         manifest = read_manifest(model_dir)
@@ -69,8 +71,8 @@ def describe(model_dir: str | Path, verify: bool = False) -> dict[str, Any]:
         fmt = "unknown"
     files = sorted(
         (
-            {"name": str(p.relative_to(model_dir)), "bytes": p.stat().st_size}
-            for p in model_dir.rglob("*")
+            {"name": str(p.relative_to(model_dir)) if p != model_dir else p.name, "bytes": p.stat().st_size}
+            for p in (model_dir.rglob("*") if model_dir.is_dir() else [model_dir])
             if p.is_file()
         ),
         key=lambda f: f["name"],
@@ -78,6 +80,7 @@ def describe(model_dir: str | Path, verify: bool = False) -> dict[str, Any]:
     report: dict[str, Any] = {
         "path": str(model_dir.resolve()),
         "format": fmt,
+        "layout": None if manifest else _layout(model_dir, fmt),
         "precision": _precision(model_dir, manifest),
         "shape": _shape(model_dir, problems),
         "files": files,
@@ -93,9 +96,29 @@ def describe(model_dir: str | Path, verify: bool = False) -> dict[str, Any]:
     return report
 
 
+def _layout(model_dir: Path, fmt: str) -> str:
+    """What a directory without dwkit.json was recognised as (by its own files)."""
+    from dwkit import foreign
+
+    if fmt == "hf":
+        return "transformers checkpoint (no dwkit.json)"
+    try:
+        return foreign.describe_layout(model_dir) or f"{fmt} model (no dwkit.json)"
+    except ModelError as exc:
+        return str(exc)
+
+
 def _precision(model_dir: Path, manifest: dict[str, Any] | None) -> str | None:
     if manifest and manifest.get("precision"):
         return str(manifest["precision"])
+    from dwkit import foreign
+
+    try:
+        stored = foreign.stored_precision(model_dir)
+    except (DwkitError, OSError, ValueError):
+        stored = None
+    if stored:
+        return stored
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -176,7 +199,7 @@ def render(report: dict[str, Any]) -> str:
         )
     manifest = report["manifest"]
     if manifest is None:
-        rows.append(("manifest", "none (a plain transformers checkpoint)"))
+        rows.append(("manifest", f"none: {report.get('layout') or 'a plain transformers checkpoint'}"))
     else:
         source = manifest.get("source") or {}
         if isinstance(source, dict):

@@ -49,7 +49,7 @@ class Candidate:
         from dwkit.manifest import read_manifest
         from dwkit.runtimes import backend_of, spec
 
-        if not self.path.is_dir():
+        if not self.path.exists():
             raise ModelError(f"candidate {self.spec!r}: {self.path}: no such model directory")
         if is_pair(self.backend):
             return self._pair_precision()
@@ -67,7 +67,11 @@ class Candidate:
             return self.precision
         if found == "hf":
             return declared.default_precision or BASELINE_PRECISION
-        stored = (read_manifest(self.path) or {}).get("precision")
+        stored = (read_manifest(self.path) or {}).get("precision") if self.path.is_dir() else None
+        if not stored:  # a faster-whisper directory or a whisper.cpp file: what its weights hold
+            from dwkit.foreign import stored_precision
+
+            stored = stored_precision(self.path)
         if not stored:
             raise ConfigError(
                 f"candidate {self.spec!r}: {self.path} does not record its precision; "

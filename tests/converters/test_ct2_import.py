@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dwkit.bundled import bundled_source
-from dwkit.converters import ct2_import
+from dwkit.converters import hf_files
 from dwkit.converters.ct2_import import import_ct2, read_ct2_model
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest
@@ -253,7 +253,7 @@ def test_failure_while_writing_leaves_nothing(tiny_en_src, tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ct2_import, "write_hf_checkpoint", broken)
+    monkeypatch.setattr(hf_files, "write_hf_checkpoint", broken)  # what the importers write through
     with pytest.raises(OSError, match="disk full"):
         import_ct2(tiny_en_src, tmp_path / "out", model_bin=bundled_source("tiny.en").parts[0])
     assert not (tmp_path / "out").exists() and not _leftovers(tmp_path)
