@@ -56,11 +56,14 @@ def load_model(source: Path) -> Any:
     from transformers import WhisperForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
+    from dwkit.runtimes.hf import quiet_loading
+
     hf_logging.set_verbosity_error()
     try:
-        model = WhisperForConditionalGeneration.from_pretrained(
-            source, dtype="float32", attn_implementation="eager"
-        )
+        with quiet_loading():
+            model = WhisperForConditionalGeneration.from_pretrained(
+                source, dtype="float32", attn_implementation="eager"
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         raise ConversionError(f"{source}: transformers could not load it ({exc})") from exc
     return model.eval()

@@ -7,11 +7,12 @@ this reproduces transformers' own `generate` and pipeline outputs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,10 @@ class HFBackend(StepBackend):
         from safetensors import SafetensorError
 
         try:
-            model = WhisperForConditionalGeneration.from_pretrained(
-                model_dir, dtype=dtype, attn_implementation="sdpa"
-            )
+            with quiet_loading():
+                model = WhisperForConditionalGeneration.from_pretrained(
+                    model_dir, dtype=dtype, attn_implementation="sdpa"
+                )
         except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # truncated/corrupt weights
             hint = (
                 " (config.json does not match the weights, e.g. num_mel_bins)"
@@ -195,6 +197,22 @@ class HFBackend(StepBackend):
                 digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().data)
             self._encoder_digest = digest.hexdigest()
         return self._encoder_digest
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers 5.x draws a "Loading weights" bar for every local load (4.57 drew none):
+    noise on a CLI whose errors are one line, and not long work. Off while loading only, so
+    downloads keep their bars."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 # --- declaration ---------------------------------------------------------------------------

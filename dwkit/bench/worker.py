@@ -285,6 +285,7 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
     from transformers.utils import logging as hf_logging
 
     from dwkit.model_info import ModelInfo
+    from dwkit.runtimes.hf import quiet_loading
 
     hf_logging.set_verbosity_error()
     if job.get("threads"):
@@ -292,7 +293,8 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
     model_dir = str(job["model_dir"])
     info = ModelInfo.from_hf_dir(Path(model_dir))
     opts = longform_options(job, info)
-    model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with quiet_loading():
+        model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
     pipe = pipeline(
         "automatic-speech-recognition",
         model=model,
