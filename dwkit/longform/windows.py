@@ -124,7 +124,7 @@ def _detect_languages(backend: Backend, states: list[WindowState], opts: Longfor
     seen: dict[int, list[dict[str, float]]] = {id(s): [] for s in states}
     pending = states
     for k in range(opts.language_detection_segments):
-        rows = [s for s in pending if k == 0 or s.seek + k * N_FRAMES < min(s.limit, _content_end(s))]
+        rows = [s for s in pending if k == 0 or s.seek + k * N_FRAMES < _content_end(s)]
         for batch in _batches(rows, opts.batch_size):
             start = [s.seek + k * N_FRAMES for s in batch]
             enc = backend.encode(
