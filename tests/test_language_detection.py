@@ -72,10 +72,9 @@ def test_sequential_detects_on_up_to_n_windows_and_stops_at_the_threshold(name, 
 
 def test_chunked_detects_once_per_recording_over_n_windows(base_ct2_dir, speech_long):
     loaded = Transcriber.from_model_dir(base_ct2_dir, "ct2")
-    audio = load_audio(speech_long[0])[: 16000 * 35]  # two 25 s chunks, two 30 s windows
-    opts = dict(mode="chunked", language_detection_threshold=1.0)
-    result, windows = _run(loaded, audio, language_detection_segments=2, **opts)
-    assert (result.language, windows) == ("en", 2)  # the recording's first two windows, once
-    per_chunk, windows = _run(loaded, audio, **opts)
-    assert (per_chunk.language, windows) == ("en", 2)  # one window per chunk (transformers' pipeline)
-    assert result.text == per_chunk.text
+    audio = load_audio(speech_long[0])[: 16000 * 45]  # three 25 s chunks, two 30 s windows
+    opts = dict(mode="chunked", language_detection_segments=2, language_detection_threshold=1.0)
+    result, windows = _run(loaded, audio, **opts)
+    # the recording's first two windows, once (per chunk, as with one segment, it would be three)
+    assert (result.language, windows) == ("en", 2)
+    assert result.text.lower().strip().startswith("my sister planted")
