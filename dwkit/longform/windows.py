@@ -2,7 +2,8 @@
 
 Reads top to bottom as OpenAI's transcribe loop, batched across recordings: detect the
 language once per recording (multilingual models, none given), then while any recording is
-unfinished cut the 30 s window at its seek position, decode it with temperature fallback,
+unfinished cut the 30 s window at its seek position (inside the current clip when
+`clip_timestamps` are given; the prompt per dwkit.longform.prompt), decode it with temperature fallback,
 split it on timestamps into segments (or skip it as silence), and advance the seek to the
 last complete timestamp. The sequential mode feeds it whole recordings, the chunked mode one
 state per chunk (transformers' generate does the same within one 30 s input: after a window
