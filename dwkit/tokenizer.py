@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dwkit.errors import ModelError
+from dwkit.errors import ConfigError, ModelError
 from dwkit.manifest import read_json_object
 from dwkit.model_info import TIME_PRECISION, ModelInfo
 
@@ -89,6 +89,18 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Plain text ids (no special tokens), e.g. for an initial prompt."""
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def text_tokens(self, text: str, what: str) -> list[int]:
+        """Ids of user text given to the decoder (a prompt, a prefix, hotwords): with one leading
+        space, as faster-whisper and transformers' `get_prompt_ids` encode it; text that spells a
+        special token (`<|endoftext|>`) is refused, as transformers refuses it."""
+        tokens = self.encode(" " + text.strip())
+        special = next((t for t in tokens if not self.is_text(t)), None)
+        if special is not None:
+            raise ConfigError(
+                f"{what}: the text contains the special token {self._tok.id_to_token(special)}; remove it"
+            )
+        return tokens
 
     def is_text(self, token: int) -> bool:
         """Every id from end-of-text upwards is a special or a timestamp token."""

@@ -9,6 +9,9 @@ faster-whisper's own calls and CTranslate2's `whisper.cc` / `decoding.cc`:
 
 - Timestamp mode is read by CTranslate2 from the prompt (its rules run unless the special
   tokens end with <|notimestamps|>), so a prompt must agree with `without_timestamps`.
+- Tokens after that special run are a prefix CTranslate2 forces: they come back first in
+  `sequences_ids` (stripped here, as the shared decoders exclude the prompt), count as decoding
+  steps for `max_length`, and stay out of the score.
 - `max_length` counts the prompt: CTranslate2 decodes at most
   min(max_length // 2, max_length - (prompt length - 1)) new tokens (end-of-text included),
   so a budget of B new tokens is max_length = max(2B, B + prompt length - 1).
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.decoding.options import DecodeOptions, Hypothesis
-from dwkit.decoding.rules import log_softmax
+from dwkit.decoding.rules import log_softmax, sample_begin
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, TokenAlignment, check_mel
@@ -71,6 +74,11 @@ class _PromptShape:
     special_end: int  # index after <|startoftranscript|> and the task/language/notimestamps tokens
     length: int
     no_timestamps: bool  # the special run ends with <|notimestamps|>: no timestamp rules
+
+    @property
+    def prefix(self) -> int:
+        """Tokens after the special run: a prefix CTranslate2 forces, then returns with the result."""
+        return self.length - self.special_end
 
 
 class CT2Backend:
@@ -195,6 +203,7 @@ class CT2Backend:
 
         info = self.info
         budget = self._budget(shape, opts.max_new_tokens)
+        forced = budget + shape.prefix  # CTranslate2 counts the forced prefix as decoded steps
         sampling = opts.temperature > 0
         beam = 1 if sampling else max(1, opts.beam_size)
         # Greedy and sampling: length_penalty=0 makes CTranslate2's score the raw sum of
@@ -216,7 +225,7 @@ class CT2Backend:
             patience=opts.patience,
             num_hypotheses=1,
             length_penalty=length_penalty,
-            max_length=_ct2_max_length(budget, shape),
+            max_length=_ct2_max_length(forced, shape),
             return_scores=True,
             return_no_speech_prob=opts.no_speech_detection,
             max_initial_timestamp_index=max_initial,
@@ -227,7 +236,8 @@ class CT2Backend:
         )
         hyps = []
         for row, result in enumerate(results):
-            tokens = [int(t) for t in result.sequences_ids[0]]
+            # the prefix comes back first; its score does not count (a forced token is not decoded)
+            tokens = [int(t) for t in result.sequences_ids[0]][shape.prefix :]
             # End-of-text is never returned; a hypothesis that used the whole budget stopped there.
             finished = len(tokens) < budget
             score = float(result.scores[0])
@@ -395,14 +405,7 @@ class CT2Backend:
         if info.sot not in prompt:
             raise ConfigError(f"prompt {prompt} has no <|startoftranscript|> ({info.sot})")
         sot_index = prompt.index(info.sot)
-        end = sot_index
-        while end < len(prompt) and info.sot <= prompt[end] <= info.no_timestamps:
-            end += 1
-        if end != len(prompt):
-            raise ConfigError(
-                "ct2 forces text after the task tokens as a decoding prefix, which the shared "
-                f"engine does not use; prompt {prompt} has {len(prompt) - end} such tokens"
-            )
+        end = sample_begin(prompt, info)
         return _PromptShape(sot_index, end, len(prompt), prompt[end - 1] == info.no_timestamps)
 
     def _groups(self, prompts: list[list[int]]) -> dict[_PromptShape, list[int]]:

@@ -30,7 +30,8 @@ def _model(model_dir: str):  # type: ignore[no-untyped-def]
 def generate_longform(
     model_dir: Path, audio: np.ndarray, opts: LongformOptions
 ) -> tuple[str, list[ReferenceSegment]]:
-    """transformers' long-form `generate(return_timestamps=True)` with the same settings."""
+    """transformers' long-form `generate(return_timestamps=True)` with the same settings
+    (an initial prompt as `prompt_ids`, from the processor's `get_prompt_ids`)."""
     processor, model = _model(str(model_dir))
     features = processor(
         audio,
@@ -47,6 +48,8 @@ def generate_longform(
         kwargs["language"] = opts.language
     if model.generation_config.is_multilingual:
         kwargs["task"] = opts.task
+    if opts.initial_prompt is not None:
+        kwargs["prompt_ids"] = processor.get_prompt_ids(opts.initial_prompt, return_tensors="pt")
     out = model.generate(
         features.input_features,
         return_timestamps=True,

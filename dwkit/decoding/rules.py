@@ -8,6 +8,7 @@ with them makes the same choices as transformers on the same logits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,9 +36,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def sample_begin(prompt: Sequence[int], info: ModelInfo) -> int:
+    """Where the decoded tokens begin: after <|startoftranscript|> and the special tokens that
+    follow it (language, task, <|notimestamps|>). Text after those in a prompt is a forced prefix,
+    which the rules count as decoded, as CTranslate2 does: `<|0.00|> The train` goes on as text."""
+    prompt = list(prompt)
+    end = prompt.index(info.sot) if info.sot in prompt else 0
+    while end < len(prompt) and info.sot <= prompt[end] <= info.no_timestamps:
+        end += 1
+    return end
+
+
 @dataclass
 class LogitRules:
-    """The rules for one decoding call; `sample_begin` is the prompt length."""
+    """The rules for one decoding call; `sample_begin` is where the decoded tokens begin."""
 
     info: ModelInfo
     opts: DecodeOptions

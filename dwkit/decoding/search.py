@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dwkit.decoding.options import DecodeOptions, Hypothesis
-from dwkit.decoding.rules import LogitRules, log_softmax, logsumexp, no_speech_probs, softmax
+from dwkit.decoding.rules import LogitRules, log_softmax, logsumexp, no_speech_probs, sample_begin, softmax
 
 if TYPE_CHECKING:
     from dwkit.runtimes.base import EncoderOutput, StepBackend
@@ -21,11 +21,12 @@ if TYPE_CHECKING:
 def decode(
     backend: StepBackend, enc: EncoderOutput, prompts: list[list[int]], opts: DecodeOptions
 ) -> list[Hypothesis]:
-    """One hypothesis per prompt; prompts of different lengths are decoded in groups."""
+    """One hypothesis per prompt, prompt (forced prefix included) excluded; prompts of different
+    lengths (or prefix lengths) are decoded in groups."""
     results: list[Hypothesis | None] = [None] * len(prompts)
-    by_length: dict[int, list[int]] = {}
+    by_length: dict[tuple[int, int], list[int]] = {}
     for i, prompt in enumerate(prompts):
-        by_length.setdefault(len(prompt), []).append(i)
+        by_length.setdefault((len(prompt), sample_begin(prompt, backend.info)), []).append(i)
     for rows in by_length.values():
         group = np.array([prompts[i] for i in rows], dtype=np.int64)
         index = np.array(rows, dtype=np.int64)
@@ -57,7 +58,7 @@ def _greedy(
 ) -> list[Hypothesis]:
     info = backend.info
     batch, prompt_len = prompts.shape
-    rules = LogitRules(info, opts, prompt_len)
+    rules = LogitRules(info, opts, sample_begin(prompts[0], info))
     rng = np.random.default_rng(opts.seed)
     cache = backend.start(enc, index)
     prompt_logits = backend.step(prompts, cache)
@@ -114,7 +115,7 @@ def _beam(
     info = backend.info
     batch, prompt_len = prompts.shape
     beams = opts.beam_size
-    rules = LogitRules(info, opts, prompt_len)
+    rules = LogitRules(info, opts, sample_begin(prompts[0], info))
     cache = backend.start(enc, np.repeat(index, beams))
     tokens = np.repeat(prompts, beams, axis=0)
     prompt_logits = backend.step(tokens, cache)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dwkit.decoding.options import DecodeOptions, Hypothesis
-from dwkit.decoding.rules import LogitRules, logsumexp, no_speech_probs
+from dwkit.decoding.rules import LogitRules, logsumexp, no_speech_probs, sample_begin
 from dwkit.decoding.search import budget, sot_index
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ def _decode_row(
     stats: DraftStats,
 ) -> Hypothesis:
     info = main.info
-    rules = LogitRules(info, opts, len(prompt))
+    rules = LogitRules(info, opts, sample_begin(prompt, info))  # a forced prefix counts as decoded
     target = _Track(main, main_enc, row)
     helper = proposer(draft, draft_enc, row, len(prompt), opts)
     prompt_logits = target.feed(prompt)

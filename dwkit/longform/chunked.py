@@ -19,7 +19,7 @@ from dwkit.longform.merge import ChunkOutput, MergedPiece, merge_aligned, merge_
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
 from dwkit.longform.union import fold_in
-from dwkit.longform.windows import ProgressFn, WindowState, consume_windows
+from dwkit.longform.windows import ProgressFn, WindowState, consume_windows, detect_recording_language
 from dwkit.results import Segment, Transcript, Word
 from dwkit.runtimes.base import Backend
 from dwkit.tokenizer import LANGUAGES, Tokenizer
@@ -65,7 +65,10 @@ def transcribe_chunked(
     chunk_len = int(round(opts.chunk_length_s * SAMPLE_RATE))
     stride = int(round(opts.stride_s * SAMPLE_RATE))
     chunks = [c for i, a in enumerate(audios) for c in iter_chunks(a, i, chunk_len, stride, stride)]
-    states = [_chunk_state(c, backend.info.n_mels, opts.language) for c in chunks]
+    languages = [opts.language] * len(audios)
+    if backend.info.multilingual and opts.language is None and opts.language_detection_segments > 1:
+        languages = [detect_recording_language(backend, a, opts) for a in audios]  # else: per chunk
+    states = [_chunk_state(c, backend.info.n_mels, languages[c.file]) for c in chunks]
     for chunk, state in zip(chunks, states):  # the words a no-timestamp decode finds are kept too
         state.want_plain = opts.return_timestamps and not opts.exact_transformers  # (longform.union)
         if speech is not None:
@@ -107,6 +110,7 @@ def _chunk_state(chunk: Chunk, n_mels: int, language: str | None) -> WindowState
         language=language,
         progress_scale=(len(chunk.samples) - chunk.stride_left - chunk.stride_right) / N_SAMPLES,
         speech_end=(len(chunk.samples) - chunk.stride_right) // HOP_LENGTH,  # the next chunk has the rest
+        opening=chunk.start == 0,  # the prefix starts a file's first chunk only
     )
 
 

@@ -97,6 +97,35 @@ class LongformOptions:
         help="VAD: longer speech regions are cut, at their last silence if any (regions are joined "
         "into pieces of at most one window, or one chunk in chunked mode, each transcribed alone)",
     )
+    initial_prompt: str | None = option(
+        None,
+        help="text given as previous text before the first window (faster-whisper's initial_prompt); "
+        "kept in the history with condition_on_prev_tokens; only its last n_text_ctx/2 - 1 tokens are used",
+    )
+    prefix: str | None = option(
+        None,
+        help="text forced as the start of the transcript (first window; chunked: first chunk of each file)",
+    )
+    hotwords: str | None = option(
+        None, help="hint words given as previous text on every window that has no prefix (faster-whisper's)"
+    )
+    clip_timestamps: tuple[float, ...] | None = option(
+        None,
+        minimum=0,
+        nonempty=True,
+        help="sequential mode: transcribe only these start,end pairs of seconds (0,10.5,30,40; an odd "
+        "count ends at the end of the audio); times stay on the original timeline",
+    )
+    language_detection_segments: int = option(
+        1, minimum=1, help="multilingual models: detect the language on up to this many 30 s windows"
+    )
+    language_detection_threshold: float = option(
+        0.5,
+        minimum=0,
+        maximum=1,
+        help="stop detecting at the first window whose top language is more probable than this "
+        "(else the language most often on top wins)",
+    )
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
     def __post_init__(self) -> None:
@@ -105,7 +134,30 @@ class LongformOptions:
             raise ConfigError("stride_length_s must be less than half of chunk_length_s")
         if self.vad and 2 * self.vad_speech_pad_ms >= 1000 * self.vad_max_speech_duration_s:
             raise ConfigError("vad_speech_pad_ms must be less than half of vad_max_speech_duration_s")
+        if self.clip_timestamps is not None:
+            if self.mode != "sequential":
+                raise ConfigError(
+                    "clip_timestamps works in sequential mode only (a chunk's times are the chunk's own); "
+                    "use mode = sequential"
+                )
+            if self.vad:
+                raise ConfigError(
+                    "clip_timestamps and vad cannot be combined (both choose what is transcribed); "
+                    "use one of them"
+                )
+            _check_clips(self.clip_timestamps)
 
     @property
     def stride_s(self) -> float:
         return self.chunk_length_s / 6 if self.stride_length_s is None else self.stride_length_s
+
+
+def _check_clips(values: tuple[float, ...]) -> None:
+    """Clips as faster-whisper reads them (start, end, start, ...), refused when they run backwards."""
+    for i in range(1, len(values)):
+        if values[i] < values[i - 1] or (i % 2 == 1 and values[i] == values[i - 1]):
+            shown = ",".join(f"{v:g}" for v in values)
+            raise ConfigError(
+                f"clip_timestamps = {shown}: times must increase (start,end,start,end,...; each end after "
+                f"its start, each start at or after the previous end), but {values[i]:g} follows {values[i - 1]:g}"
+            )

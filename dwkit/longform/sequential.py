@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dwkit.constants import HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from dwkit.constants import FRAMES_PER_SECOND, HOP_LENGTH, N_SAMPLES, SAMPLE_RATE
+from dwkit.errors import ConfigError
 from dwkit.features import RecordingMel, log_mel
 from dwkit.longform.options import LongformOptions
 from dwkit.longform.segments import clamp_to_duration
@@ -49,6 +50,7 @@ def transcribe_sequential(
             on_segment=fn,
             speech_end=r.n_samples // HOP_LENGTH,
             speech=verdict,
+            clips=clip_frames(opts.clip_timestamps, r.n_samples),
         )
         for r, fn, verdict in zip(recordings, callbacks, verdicts)
     ]
@@ -57,6 +59,27 @@ def transcribe_sequential(
         for state in states:
             state.segments = [s for s in state.segments if s.text.strip()]
     return [_transcript(tokenizer, s, r.n_samples / SAMPLE_RATE) for s, r in zip(states, recordings)]
+
+
+def clip_frames(times: tuple[float, ...] | None, n_samples: int) -> list[tuple[int, int]] | None:
+    """faster-whisper's clips as mel frames: start,end pairs (an odd count ends at the end of the
+    audio); an end past the audio is cut to it, a start at or past its end is refused."""
+    if times is None:
+        return None
+    content = n_samples // HOP_LENGTH
+    duration = n_samples / SAMPLE_RATE
+    points = [round(t * FRAMES_PER_SECOND) for t in times]
+    if len(points) % 2:
+        points.append(content)
+    clips = []
+    for start, end in zip(points[::2], points[1::2]):
+        if start >= content:
+            raise ConfigError(
+                f"clip_timestamps: a clip starts at {start / FRAMES_PER_SECOND:g} s, but the audio ends at "
+                f"{duration:.2f} s; give clips inside the audio"
+            )
+        clips.append((start, min(end, content)))
+    return clips
 
 
 def _transcript(tokenizer: Tokenizer, state: WindowState, duration: float) -> Transcript:

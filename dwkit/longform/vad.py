@@ -81,13 +81,42 @@ def _transcribe_pieces(
 ) -> list[Transcript]:
     if not owners:
         return []
-    pieces = [clock.audio(audios[i]) for i, clock in owners]
+    # A recording's prefix starts its first piece only, and its initial prompt (unless the
+    # history carries it on) prompts its first piece only, as they do the first window without VAD.
+    first = [k == 0 or owners[k - 1][0] != i for k, (i, _) in enumerate(owners)]
+    later = dataclasses.replace(
+        opts, prefix=None, initial_prompt=opts.initial_prompt if opts.condition_on_prev_tokens else None
+    )
+    parts: dict[int, Transcript] = {}
+    for opening, piece_opts in ((True, opts), (False, later)):
+        rows = [k for k in range(len(owners)) if first[k] == opening]
+        if rows:
+            done = _transcribe_rows(
+                backend, tokenizer, audios, owners, verdicts, rows, piece_opts, progress, on_segment
+            )
+            parts.update(zip(rows, done))
+    return [parts[k] for k in range(len(owners))]
+
+
+def _transcribe_rows(
+    backend: Backend,
+    tokenizer: Tokenizer,
+    audios: list[np.ndarray],
+    owners: list[tuple[int, PieceClock]],
+    verdicts: list[np.ndarray],
+    rows: list[int],
+    opts: LongformOptions,
+    progress: ProgressFn | None,
+    on_segment: Sequence[SegmentFn | None] | None,
+) -> list[Transcript]:
+    pieces = [owners[k][1].audio(audios[owners[k][0]]) for k in rows]
+    speech = [verdicts[k] for k in rows]
     if opts.mode == "chunked":
-        return transcribe_chunked(backend, tokenizer, pieces, opts, progress, speech=verdicts)
+        return transcribe_chunked(backend, tokenizer, pieces, opts, progress, speech=speech)
     callbacks = None
     if on_segment is not None:
-        callbacks = [_mapped_callback(on_segment[i], clock) for i, clock in owners]
-    return transcribe_sequential(backend, tokenizer, pieces, opts, progress, callbacks, verdicts)
+        callbacks = [_mapped_callback(on_segment[owners[k][0]], owners[k][1]) for k in rows]
+    return transcribe_sequential(backend, tokenizer, pieces, opts, progress, callbacks, speech)
 
 
 def _mapped_callback(callback: SegmentFn | None, clock: PieceClock) -> SegmentFn | None:

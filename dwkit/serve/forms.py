@@ -110,7 +110,8 @@ async def read_fields(form: FormData, tokenizer: Tokenizer, model_names: tuple[s
     if _text(form, "prompt"):
         raise ApiError(
             400,
-            "prompt: prompting is not supported yet by dwkit; leave it out",
+            "prompt: not supported yet per request by dwkit serve; leave it out (the server's config "
+            "can set [longform] initial_prompt for every request)",
             "prompt",
             "unsupported_value",
         )
