@@ -221,6 +221,8 @@ def test_clip_text_malformed_or_in_chunked_mode_is_refused():
         _read_clips("-1,4")
     with pytest.raises(ConfigError, match="sequential mode only"):
         LongformOptions(mode="chunked", clip_timestamps=(0.0, 5.0))
+    with pytest.raises(ConfigError, match="clip_timestamps and vad cannot be combined"):
+        LongformOptions(vad=True, clip_timestamps=(0.0, 5.0))
 
 
 def test_clips_beyond_the_audio_are_refused_and_ends_cut_to_it():
