@@ -1,9 +1,8 @@
 """Reading an audio request: the upload within its size limit, then OpenAI's multipart fields.
 
 Every refusal is an `ApiError` naming the field (`param`), so a client learns what to fix
-from the 400 itself. Fields OpenAI defines that dwkit cannot honour yet (a prompt, word
-timestamps) are refused rather than ignored: a transcript that silently lacks them would
-look like success.
+from the 400 itself. A field dwkit cannot honour is refused rather than ignored: a transcript
+that silently lacks it would look like success.
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
+from dwkit.errors import ConfigError
 from dwkit.longform.options import LongformOptions
+from dwkit.longform.prompt import initial_prompt_tokens
 from dwkit.serve.errors import ApiError
 from dwkit.tokenizer import LANGUAGES, Tokenizer
 
@@ -39,6 +40,8 @@ class AudioRequest:
     response_format: str
     temperature: float  # 0: the config's temperature fallback schedule
     stream: bool
+    prompt: str | None = None  # OpenAI's prompt = faster-whisper's initial_prompt; None: the config's
+    word_timestamps: bool = False  # timestamp_granularities[] holds "word"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -107,14 +110,7 @@ async def read_fields(form: FormData, tokenizer: Tokenizer, model_names: tuple[s
             "model",
             "model_not_found",
         )
-    if _text(form, "prompt"):
-        raise ApiError(
-            400,
-            "prompt: not supported yet per request by dwkit serve; leave it out (the server's config "
-            "can set [longform] initial_prompt for every request)",
-            "prompt",
-            "unsupported_value",
-        )
+    prompt = _prompt(_text(form, "prompt"), tokenizer)
     response_format = _text(form, "response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise ApiError(
@@ -123,7 +119,7 @@ async def read_fields(form: FormData, tokenizer: Tokenizer, model_names: tuple[s
             "response_format",
             "unsupported_value",
         )
-    _check_granularities(form)
+    words = _word_granularity(form, response_format)
     return AudioRequest(
         audio=audio,
         model=model,
@@ -131,14 +127,22 @@ async def read_fields(form: FormData, tokenizer: Tokenizer, model_names: tuple[s
         response_format=response_format,
         temperature=_temperature(_text(form, "temperature")),
         stream=_boolean(_text(form, "stream"), "stream"),
+        prompt=prompt,
+        word_timestamps=words,
     )
 
 
 def request_options(base: LongformOptions, request: AudioRequest, task: str) -> LongformOptions:
-    """The config's long-form options with this request's language, task and temperature."""
+    """The config's long-form options with this request's language, task, temperature, prompt
+    and word timestamps."""
     temperatures = (request.temperature,) if request.temperature > 0 else base.temperatures
     return dataclasses.replace(
-        base, language=request.language or base.language, task=task, temperatures=temperatures
+        base,
+        language=request.language or base.language,
+        task=task,
+        temperatures=temperatures,
+        initial_prompt=request.prompt or base.initial_prompt,
+        word_timestamps=base.word_timestamps or request.word_timestamps,
     )
 
 
@@ -151,20 +155,32 @@ def _text(form: FormData, name: str) -> str:
     return value.strip()
 
 
-def _check_granularities(form: FormData) -> None:
+def _word_granularity(form: FormData, response_format: str) -> bool:
+    """Whether word timestamps were asked for; OpenAI returns them in verbose_json only."""
     name = "timestamp_granularities[]"
     values = [v for key in (name, "timestamp_granularities") for v in form.getlist(key)]
     for value in values:
         if value not in GRANULARITIES:
             raise ApiError(400, f"{name} {value!r}: choose segment or word", name, "unsupported_value")
-    if "word" in values:
+    if "word" in values and response_format != "verbose_json":
         raise ApiError(
             400,
-            f"{name}: word timestamps are not supported yet by dwkit; ask for segment timestamps "
-            "(response_format verbose_json returns them)",
+            f"{name}: word timestamps come in response_format verbose_json only (asked: {response_format})",
             name,
             "unsupported_value",
         )
+    return "word" in values
+
+
+def _prompt(value: str, tokenizer: Tokenizer) -> str | None:
+    """The prompt, checked as the initial prompt is (special tokens are refused)."""
+    if not value:
+        return None
+    try:
+        initial_prompt_tokens(tokenizer, value)
+    except ConfigError as exc:
+        raise ApiError(400, f"prompt: {exc}", "prompt", "unsupported_value") from exc
+    return value
 
 
 def _language(value: str, tokenizer: Tokenizer) -> str | None:

@@ -34,9 +34,10 @@ def transcript_response(transcript: Transcript, response_format: str, task: str)
 
 
 def verbose_json(transcript: Transcript, task: str) -> dict[str, Any]:
-    """OpenAI's verbose_json: the language by name ("english"), segments with their scores."""
+    """OpenAI's verbose_json: the language by name ("english"), segments with their scores, and
+    with word timestamps OpenAI's top-level `words` (word, start, end; plus dwkit's probability)."""
     language = transcript.language or "en"
-    return {
+    answer: dict[str, Any] = {
         "task": task,
         "language": LANGUAGES.get(language, language),
         "duration": transcript.duration,
@@ -44,6 +45,13 @@ def verbose_json(transcript: Transcript, task: str) -> dict[str, Any]:
         "segments": [segment_json(i, s) for i, s in enumerate(transcript.segments)],
         "usage": {"type": "duration", "seconds": transcript.duration},
     }
+    if any(s.words is not None for s in transcript.segments):
+        answer["words"] = [
+            {"word": w.word.strip(), "start": w.start, "end": w.end, "probability": w.probability}
+            for s in transcript.segments
+            for w in s.words or []
+        ]
+    return answer
 
 
 def segment_json(index: int, segment: Segment) -> dict[str, Any]:

@@ -34,10 +34,15 @@ def _transcribe(client, audio, **fields):  # type: ignore[no-untyped-def]
         (
             {"timestamp_granularities": ["word"]},
             "timestamp_granularities[]",
-            "word timestamps are not supported",
+            "verbose_json only (asked: json)",
         ),
-        ({"timestamp_granularities": ["segment", "word"]}, "timestamp_granularities[]", "not supported yet"),
-        ({"prompt": "Names: Ana, Bo."}, "prompt", "not supported yet"),
+        (
+            {"timestamp_granularities": ["segment", "word"], "response_format": "srt"},
+            "timestamp_granularities[]",
+            "verbose_json only",
+        ),
+        ({"timestamp_granularities": ["sentence"]}, "timestamp_granularities[]", "choose segment or word"),
+        ({"prompt": "Names <|endoftext|> Ana"}, "prompt", "special token <|endoftext|>"),
         ({"temperature": 1.5}, "temperature", "from 0 to 1"),
     ],
 )

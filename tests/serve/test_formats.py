@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -43,6 +44,39 @@ def test_verbose_json_has_dwkit_transcribes_segments(client, speech_short, refer
         for i, s in enumerate(expected["segments"])
     ]
     assert len(got) >= 2  # two sentences, so the comparison covers segment boundaries
+
+
+def _direct(transcriber, audio, **options):  # type: ignore[no-untyped-def]
+    """What the server's own Transcriber gives for `audio` with these long-form options."""
+    return transcriber.transcribe_batch([audio], options=dataclasses.replace(transcriber.options, **options))[
+        0
+    ]
+
+
+def test_word_granularity_returns_the_words_dwkit_transcribe_finds(client, transcriber, speech_short):
+    audio, _ = speech_short
+    expected = _direct(transcriber, audio, word_timestamps=True)
+    with audio.open("rb") as f:
+        answer = client.audio.transcriptions.create(
+            file=f, model=MODEL_NAME, response_format="verbose_json", timestamp_granularities=["word"]
+        )
+    words = [w for s in expected.segments for w in s.words or []]
+    assert words  # tiny.en hears the speech
+    assert [(w.word, w.start, w.end) for w in answer.words] == [
+        (w.word.strip(), w.start, w.end) for w in words
+    ]
+
+
+def test_a_prompt_reaches_the_decoder_as_the_initial_prompt(client, transcriber, speech_short):
+    audio, _ = speech_short
+    prompt = "Glossary: Ana Lopez, Grafana, Kubernetes."
+    expected = _direct(transcriber, audio, initial_prompt=prompt)
+    assert expected.segments != _direct(transcriber, audio).segments  # the prompt changes decoding
+    with audio.open("rb") as f:
+        answer = client.audio.transcriptions.create(
+            file=f, model=MODEL_NAME, response_format="verbose_json", prompt=prompt
+        )
+    assert [s.tokens for s in answer.segments] == [s.tokens for s in expected.segments]
 
 
 def test_stream_sends_each_segment_as_it_finishes_then_the_text(client, speech_short, reference):
