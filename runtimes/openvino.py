@@ -129,7 +129,7 @@ class OpenVinoBackend(GraphStepBackend):
                 compiled[graph] = core.compile_model(str(model_dir / ir_file(graph)), "CPU", properties)
             except Exception as exc:
                 raise ModelError(f"{model_dir / ir_file(graph)}: OpenVINO could not compile it ({exc})") from exc
-        hint = str(compiled[ENCODER].get_property("INFERENCE_PRECISION_HINT"))
+        hint = compiled[ENCODER].get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16"
         requests = {graph: model.create_infer_request() for graph, model in compiled.items()}
         return cls(requests, info, precision, hint)
 
