@@ -220,7 +220,11 @@ def outlier_matmuls(model: Any) -> list[str]:
         if op.get_type_name() != "MatMul":
             continue
         weight = op.input_value(1).get_partial_shape()
-        if weight.rank.get_length() == 2 and weight.is_static and weight[1].get_length() == 4 * weight[0].get_length():
+        if (
+            weight.rank.get_length() == 2
+            and weight.is_static
+            and weight[1].get_length() == 4 * weight[0].get_length()
+        ):
             return [op.get_friendly_name()]
     return []
 
@@ -271,4 +275,3 @@ def validate_model(job: template.ConversionJob, model_dir: Path) -> dict[str, An
         job.precision,
         runtime=f"openvino CPU, inference precision {candidate.inference_precision}",
     )
-

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dwkit.errors import BackendUnavailable, ConfigError, ModelError
+from dwkit.errors import ConfigError, ModelError
 from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_graphs import (
@@ -128,7 +128,9 @@ class OpenVinoBackend(GraphStepBackend):
             try:
                 compiled[graph] = core.compile_model(str(model_dir / ir_file(graph)), "CPU", properties)
             except Exception as exc:
-                raise ModelError(f"{model_dir / ir_file(graph)}: OpenVINO could not compile it ({exc})") from exc
+                raise ModelError(
+                    f"{model_dir / ir_file(graph)}: OpenVINO could not compile it ({exc})"
+                ) from exc
         hint = compiled[ENCODER].get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16"
         requests = {graph: model.create_infer_request() for graph, model in compiled.items()}
         return cls(requests, info, precision, hint)

@@ -62,9 +62,9 @@ def test_fp32_runs_f32_and_matches_transformers(tiny_en_dir: Path, tiny_ov: Path
 @pytest.mark.parametrize("mode", ["sequential", "chunked"])
 def test_fp32_transcripts_equal_transformers(tiny_ov: Path, speech_short, hf_transcripts, mode: str) -> None:  # type: ignore[no-untyped-def]
     audio, spoken = speech_short
-    ours = Transcriber.from_model_dir(tiny_ov, options=LongformOptions(mode=mode), runtime=RUNTIME).transcribe(
-        load_audio(audio)
-    )
+    ours = Transcriber.from_model_dir(
+        tiny_ov, options=LongformOptions(mode=mode), runtime=RUNTIME
+    ).transcribe(load_audio(audio))
     theirs = hf_transcripts[mode]
     assert ours.backend == "openvino"
     assert ours.text == theirs.text
@@ -72,11 +72,15 @@ def test_fp32_transcripts_equal_transformers(tiny_ov: Path, speech_short, hf_tra
     assert wer(spoken, ours.text) < 0.25
 
 
-def test_int8_transcript_is_within_the_int8_threshold(tiny_ov_int8: Path, speech_short, hf_transcripts) -> None:  # type: ignore[no-untyped-def]
+def test_int8_transcript_is_within_the_int8_threshold(
+    tiny_ov_int8: Path, speech_short, hf_transcripts
+) -> None:  # type: ignore[no-untyped-def]
     audio, spoken = speech_short
     ours = Transcriber.from_model_dir(tiny_ov_int8, runtime=RUNTIME).transcribe(load_audio(audio))
     measured = wer(hf_transcripts["sequential"].text, ours.text)
-    print(f"\nopenvino int8 WER vs hf fp32: {measured:.3f} ({ours.text!r}); vs spoken {wer(spoken, ours.text):.3f}")
+    print(
+        f"\nopenvino int8 WER vs hf fp32: {measured:.3f} ({ours.text!r}); vs spoken {wer(spoken, ours.text):.3f}"
+    )
     limit = ParityConfig.load().thresholds("openvino", "int8")[1]["wer_max"]
     assert measured <= limit
 
