@@ -5,19 +5,24 @@ onnx converter (or taken from an fp32 onnx directory of the same checkpoint, `on
 read by `openvino.convert_model` and saved as IR (`<graph>.xml` + `<graph>.bin`). Going through
 dwkit's ONNX graphs, not `convert_model` on the torch modules, keeps one description of the
 graphs (names, dynamic axes, the cross-attention placeholder trap) for onnxruntime, TensorRT
-and OpenVINO alike; the IR it gives runs at the same speed. Per precision:
+and OpenVINO alike, and reading the ONNX is quick (~2 s for tiny.en's encoder, where tracing
+the torch module with `convert_model(example_input=...)` took 119 s for base's on our shared
+2-core machine). Per precision:
 - fp32: weights as exported, run with the CPU plugin's inference precision forced to f32
   (on a CPU with avx512_bf16 or AMX the plugin's default is bf16: without the hint an
   "fp32" model silently runs in bf16). Gated like onnx fp32.
 - bf16: the same fp32 weights, run with INFERENCE_PRECISION_HINT=bf16. The CPU plugin
-  converts weights to bf16 when it compiles, so storing them in bf16 on disk would only
-  save space; fp16-compressed IR (OpenVINO's only compressed float storage) was measured the
-  same speed and adds an fp16 rounding step, so the weights stay fp32 on disk.
+  converts weights to bf16 when it compiles, so bf16 storage would only save disk; IR has
+  no bf16 weight storage, and its fp16 compression (`compress_to_fp16`) measured no faster
+  on tiny.en's encoder (within this shared machine's noise) and adds an fp16 rounding step
+  (encoder cosine to f32 0.99991 instead of 0.99994), so the weights stay fp32 on disk.
 - int8: the encoder quantised by NNCF post-training quantisation (int8 weights and
   activations: the VNNI / AMX int8 units) on log-mel windows of built-in speech (espeak-ng
   sentences of `dwkit.speech`, or the bundled demo audio), the decoder graphs int8
-  weight-only (`nncf.compress_weights`: a decoder step reads each weight once for one
-  token, so its cost is the weight bytes, and activation quantisation has nothing to win).
+  weight-only (`nncf.compress_weights`: a decoder step multiplies one token's activations by
+  each weight once, so its cost is reading the weight bytes, which int8 weights halve against
+  bf16; full PTQ of the step graphs would need calibration data for their cache inputs and
+  was not measured).
   The rest runs in bf16 where the CPU has it (the plugin's default). Recorded, not gated
   beyond catching a broken model.
 
