@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
-from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_graphs import (
     DECODER_INIT,
@@ -46,7 +45,7 @@ from dwkit.onnx_graphs import (
 )
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend
+from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -83,17 +82,7 @@ class OnnxBackend(GraphStepBackend):
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> OnnxBackend:
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
-        if not manifest or manifest.get("format") != "onnx":
-            raise ModelError(
-                f"{model_dir}: not an onnx model directory (convert it with dwconvert --to onnx)"
-            )
-        precision = str(manifest.get("precision", "fp32"))
-        if config.precision not in (None, precision):
-            raise ConfigError(
-                f"{model_dir} holds {precision} graphs; onnx runs a directory at the precision it was "
-                f"converted to (convert again with --precision {config.precision} for that)"
-            )
+        manifest, precision = converted_graphs(model_dir, "onnx", config.precision)
         config.options = BACKEND.parse_options(config.options)  # typed, as declared below
         info = ModelInfo.from_dict(manifest["model_info"])
         for graph in GRAPHS:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from dwkit.errors import ConfigError, ModelError
-from dwkit.manifest import read_manifest
 from dwkit.model_info import ModelInfo
 from dwkit.onnx_graphs import (
     DECODER_INIT,
@@ -40,7 +39,7 @@ from dwkit.onnx_graphs import (
 )
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend
+from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The CPU plugin's INFERENCE_PRECISION_HINT per precision; None leaves the plugin's default.
@@ -100,17 +99,7 @@ class OpenVinoBackend(GraphStepBackend):
         import openvino as ov
 
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
-        if not manifest or manifest.get("format") != "openvino":
-            raise ModelError(
-                f"{model_dir}: not an openvino model directory (convert it with dwconvert --to openvino)"
-            )
-        precision = str(manifest.get("precision", "fp32"))
-        if config.precision not in (None, precision):
-            raise ConfigError(
-                f"{model_dir} holds {precision} graphs; openvino runs a directory at the precision it "
-                f"was converted to (convert again with --precision {config.precision} for that)"
-            )
+        manifest, precision = converted_graphs(model_dir, "openvino", config.precision)
         if config.device != "cpu":
             raise ConfigError(f"openvino device {config.device!r}: dwkit runs OpenVINO on the CPU")
         options = BACKEND.parse_options(config.options)
