@@ -218,9 +218,12 @@ def outlier_matmuls(model: Any) -> list[str]:
     """The first encoder layer's fc2 (the MatMul that reads the first [.., 4 * d_model] GELU
     output). Its input has a few channels far above the rest, which one int8 scale per tensor
     cannot hold: measured on tiny.en against OpenVINO fp32, encoder cosine 0.958 with it
-    quantised, 0.994 with it (and the last layer's) in float; keeping every fc2 in float gave
-    0.998 but a third of the encoder's matmul work back in float. SmoothQuant cannot move
-    these outliers (no layer norm precedes fc2 to fold its scales into)."""
+    quantised, 0.994 with it (and the last layer's) in float. Keeping every fc2 in float gave
+    tiny.en 0.998 and base 0.997 (base with the first only: 0.974-0.978), but it is a third of
+    the encoder's matmul work: base ran 4.0 s per window against 1.6 s, bf16 4.7 s (2 threads,
+    shared EPYC), so int8 would barely beat bf16. WER on real speech is the measure (the
+    parity gate). SmoothQuant cannot move these outliers (no layer norm precedes fc2 to fold
+    its scales into)."""
     for op in model.get_ordered_ops():
         if op.get_type_name() != "MatMul":
             continue

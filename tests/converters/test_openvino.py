@@ -98,6 +98,7 @@ def test_fp32_writes_a_complete_directory_validated_against_transformers(
     assert validation["tokens_equal"] and validation["logits_max_abs"] < 1e-3
 
 
+@pytest.mark.slow  # NNCF statistics and weight compression: ~1-3 min on tiny.en
 def test_int8_quantises_the_encoder_and_validates(tiny_int8: Path) -> None:
     manifest = read_manifest(tiny_int8)
     graphs = {g["name"]: g for g in manifest["graphs"]}

@@ -72,6 +72,7 @@ def test_fp32_transcripts_equal_transformers(tiny_ov: Path, speech_short, hf_tra
     assert wer(spoken, ours.text) < 0.25
 
 
+@pytest.mark.slow  # converts tiny.en to int8 first (NNCF: ~1-3 min)
 def test_int8_transcript_is_within_the_int8_threshold(
     tiny_ov_int8: Path, speech_short, hf_transcripts
 ) -> None:  # type: ignore[no-untyped-def]
