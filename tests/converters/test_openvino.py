@@ -103,7 +103,7 @@ def test_int8_quantises_the_encoder_and_validates(tiny_int8: Path) -> None:
     manifest = read_manifest(tiny_int8)
     graphs = {g["name"]: g for g in manifest["graphs"]}
     assert graphs["encoder"]["int8_ops"] > 0  # activations quantised (FakeQuantize), not only weights
-    assert manifest["calibration"] == {"source": "demo", "windows": 2}
+    assert manifest["calibration"] == {"source": "demo", "windows": 2} and manifest["float_fc2"] == "all"
     validation = manifest["validation"]
     assert validation["gated"] and validation["passed"], validation["failures"]
     print(
@@ -144,6 +144,8 @@ def test_bad_requests_fail_before_anything_is_written(tiny_en_dir: Path, tmp_pat
         convert(tiny_en_dir, out, "openvino", "fp32", opset=18)
     with pytest.raises(ConversionError, match="calibration='nowhere'"):
         convert(tiny_en_dir, out, "openvino", "int8", calibration="nowhere")
+    with pytest.raises(ConversionError, match="float_fc2='some': choose one of all, first"):
+        convert(tiny_en_dir, out, "openvino", "int8", float_fc2="some")
     with pytest.raises(ConversionError, match="at least one window"):
         convert(tiny_en_dir, out, "openvino", "int8", calibration_windows=0)
     with pytest.raises(ConversionError, match="not an fp32 onnx model directory"):
