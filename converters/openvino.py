@@ -6,9 +6,8 @@ read by `openvino.convert_model` and saved as IR (`<graph>.xml` + `<graph>.bin`)
 dwkit's ONNX graphs, not `convert_model` on the torch modules, keeps one description of the
 graphs (names, dynamic axes, the cross-attention placeholder trap) for onnxruntime, TensorRT
 and OpenVINO alike, and reading the ONNX is quick (~2 s for tiny.en's encoder, where tracing
-the torch module with `convert_model(example_input=...)` took 119 s for base's on our (then
-heavily loaded) shared
-2-core machine). Per precision:
+the torch module with `convert_model(example_input=...)` took 119 s for base's on our then
+heavily loaded shared 2-core machine). Per precision:
 - fp32: weights as exported, run with the CPU plugin's inference precision forced to f32
   (on a CPU with avx512_bf16 or AMX the plugin's default is bf16: without the hint an
   "fp32" model silently runs in bf16). Gated like onnx fp32.
