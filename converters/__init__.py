@@ -22,7 +22,7 @@ from dwkit.converters.template import FormatSpec, run
 from dwkit.errors import BackendUnavailable, ConversionError
 
 # The modules that write an output format, in the order `dwconvert --to` lists them.
-FORMAT_MODULES = ("ct2", "onnx", "trt", "ggml")
+FORMAT_MODULES = ("ct2", "onnx", "trt", "ggml", "openvino")
 
 
 def _declared() -> dict[str, FormatSpec]:

@@ -19,6 +19,7 @@ runner keeps them. Word timestamps (`cross_attentions`) run the optional alignme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +27,24 @@ import numpy as np
 from dwkit.errors import ModelError
 from dwkit.model_info import ModelInfo
 from dwkit.runtimes.base import EncoderOutput, StepBackend
+
+
+def converted_graphs(model_dir: Path, fmt: str, requested: str | None) -> tuple[dict[str, Any], str]:
+    """(manifest, precision) of a `fmt` directory that runs only at the precision it was
+    converted to; a clear error for another directory or another requested precision."""
+    from dwkit.errors import ConfigError, ModelError
+    from dwkit.manifest import read_manifest
+
+    manifest = read_manifest(model_dir)
+    if not manifest or manifest.get("format") != fmt:
+        raise ModelError(f"{model_dir}: not an {fmt} model directory (convert it with dwconvert --to {fmt})")
+    precision = str(manifest.get("precision", "fp32"))
+    if requested not in (None, precision):
+        raise ConfigError(
+            f"{model_dir} holds {precision} graphs; {fmt} runs a directory at the precision it was "
+            f"converted to (convert again with --precision {requested} for that)"
+        )
+    return manifest, precision
 
 
 class GraphRunner(Protocol):

@@ -51,7 +51,7 @@ from dwkit.onnx_graphs import (
 from dwkit.runtimes import onnx_optimum
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend
+from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -97,24 +97,14 @@ class OnnxBackend(GraphStepBackend):
     @classmethod
     def from_model_dir(cls, model_dir: Path, config: RuntimeConfig) -> OnnxBackend:
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
         config.options = BACKEND.parse_options(config.options)  # typed, as declared below
-        if not manifest and onnx_optimum.is_optimum_export(model_dir):
+        if not read_manifest(model_dir) and onnx_optimum.is_optimum_export(model_dir):
             return onnx_optimum.OptimumOnnxBackend.from_model_dir(model_dir, config)
         if config.options.get("decoder") not in (None, "auto"):
             raise ConfigError(
                 f"{model_dir}: onnx option decoder applies to optimum exports; dwkit's graphs have one layout"
             )
-        if not manifest or manifest.get("format") != "onnx":
-            raise ModelError(
-                f"{model_dir}: not an onnx model directory (convert it with dwconvert --to onnx)"
-            )
-        precision = str(manifest.get("precision", "fp32"))
-        if config.precision not in (None, precision):
-            raise ConfigError(
-                f"{model_dir} holds {precision} graphs; onnx runs a directory at the precision it was "
-                f"converted to (convert again with --precision {config.precision} for that)"
-            )
+        manifest, precision = converted_graphs(model_dir, "onnx", config.precision)
         info = ModelInfo.from_dict(manifest["model_info"])
         for graph in GRAPHS:
             if not (model_dir / graph_file(graph)).is_file():

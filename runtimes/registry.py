@@ -29,6 +29,7 @@ BUILTIN = (
     "dwkit.runtimes.onnx:BACKEND",
     "dwkit.runtimes.trt:BACKEND",
     "dwkit.runtimes.ggml:BACKEND",
+    "dwkit.runtimes.openvino:BACKEND",
 )
 
 logger = logging.getLogger(__name__)
