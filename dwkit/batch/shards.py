@@ -97,9 +97,18 @@ def read_shard(path: Path, columns: list[str] | None = None) -> list[dict[str, A
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path, columns=columns).to_pylist()
+        return [_as_json_row(row) for row in pq.read_table(path, columns=columns).to_pylist()]
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [{k: r[k] for k in columns} for r in rows] if columns else rows
+
+
+def _as_json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A Parquet row as its JSON line reads: Arrow's fixed schema gives every segment a `words`
+    column, null without word timestamps, where the JSON (Transcript.to_dict) has no key."""
+    for segment in row.get("segments") or []:
+        if segment.get("words", ()) is None:
+            del segment["words"]
+    return row
 
 
 def _write_parquet(path: str, records: list[dict[str, Any]]) -> None:
