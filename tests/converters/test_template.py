@@ -168,7 +168,7 @@ def test_the_manifest_dataclass_keeps_the_file_format() -> None:
 def test_formats_and_choices_come_from_the_modules_declarations() -> None:
     import importlib
 
-    assert converters.format_names() == ("ct2", "onnx", "trt", "ggml")
+    assert converters.format_names() == ("ct2", "onnx", "trt", "ggml", "openvino")
     for name, spec in converters.FORMATS.items():
         module = importlib.import_module(spec.module)
         assert module.FORMAT is spec and spec.name == name
