@@ -45,7 +45,6 @@ hf:bf16+ct2:int8 on AMX. A pair is `backend = "ENC:PREC+DEC:PREC"` or the [encod
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -60,6 +59,7 @@ from dwkit.decoding.options import DecodeOptions
 from dwkit.decoding.speculative import beam_problem
 from dwkit.errors import ConfigError, ModelError
 from dwkit.longform.options import LongformOptions
+from dwkit.manifest import read_json_object
 from dwkit.runtimes.base import RuntimeConfig
 from dwkit.runtimes.pair import SIDES, PairSpec, Side, is_pair
 from dwkit.schema import describe, hints, key_fields, make, option, read_value, same_as, spec_of, table_class
@@ -476,8 +476,8 @@ class Config:
         if found != "hf" or self.precision is not None or self.device != "cpu":
             return None
         try:
-            width = int(json.loads((directory / "config.json").read_text()).get("d_model", 0))
-        except (OSError, ValueError, TypeError, AttributeError):
+            width = int(read_json_object(directory / "config.json").get("d_model", 0))
+        except (ModelError, ValueError, TypeError):
             return None  # not readable here: the loader reports it
         if width < cpu_choice.min_d_model():
             return None

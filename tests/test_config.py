@@ -114,7 +114,7 @@ def test_values_reach_the_runtime_and_longform_options(tmp_path):
         ("[longform]\ntemperatures = 0.5", r"longform\.temperatures: expected a list of numbers"),
         (
             'backend = "tensorflow"',
-            r"prod\.toml: backend = \"tensorflow\": choose one of hf, ct2, onnx, trt, ggml, auto",
+            r"prod\.toml: backend = \"tensorflow\": choose one of hf, ct2, onnx, trt, ggml, openvino, auto",
         ),
         ('device = "gpu"', r"device = \"gpu\": use cpu, cuda or cuda:N"),
         ('mode = "fast"', r"mode = \"fast\": choose one of sequential, chunked"),

@@ -296,13 +296,13 @@ def _partials(parent: Path) -> list[str]:
 def test_conversion_failing_midway_leaves_no_output(tmp_path, monkeypatch):
     """The real checkpoint writer fills the temporary directory, then Ctrl-C arrives."""
     from dwkit.bundled import bundled_source
-    from dwkit.converters import ct2_import
+    from dwkit.converters import ct2_import, hf_files
 
     try:
         source = bundled_source("tiny.en")
     except ModelError as exc:
         pytest.skip(str(exc))
-    real = ct2_import.write_hf_checkpoint
+    real = hf_files.write_hf_checkpoint
     written: list[str] = []
 
     def write_then_interrupt(tmp, *args, **kwargs):
@@ -310,7 +310,7 @@ def test_conversion_failing_midway_leaves_no_output(tmp_path, monkeypatch):
         written.extend(p.name for p in Path(tmp).iterdir())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ct2_import, "write_hf_checkpoint", write_then_interrupt)
+    monkeypatch.setattr(hf_files, "write_hf_checkpoint", write_then_interrupt)  # the importers' writer
     with pytest.raises(KeyboardInterrupt):
         ct2_import.import_ct2(source.side_dir, tmp_path / "out", model_bin=source.parts[0])
     assert "model.safetensors" in written  # it really was half-way: files existed
@@ -321,16 +321,16 @@ _KILLABLE_IMPORT = """
 import sys, time
 from pathlib import Path
 from dwkit.bundled import bundled_source
-from dwkit.converters import ct2_import
+from dwkit.converters import ct2_import, hf_files
 
-real = ct2_import.write_hf_checkpoint
+real = hf_files.write_hf_checkpoint
 
 def write_then_wait(tmp, *args, **kwargs):
     real(tmp, *args, **kwargs)
     Path(sys.argv[2]).touch()  # tell the test the output is half-done
     time.sleep(120)
 
-ct2_import.write_hf_checkpoint = write_then_wait
+hf_files.write_hf_checkpoint = write_then_wait
 source = bundled_source("tiny.en")
 ct2_import.import_ct2(source.side_dir, Path(sys.argv[1]), model_bin=source.parts[0])
 """
