@@ -18,6 +18,7 @@ runner keeps them. Word timestamps (`cross_attentions`) run the optional alignme
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,27 @@ def converted_graphs(model_dir: Path, fmt: str, requested: str | None) -> tuple[
             f"converted to (convert again with --precision {requested} for that)"
         )
     return manifest, precision
+
+
+def graph_file_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Graph files missing, or of another size than the manifest recorded (`dwkit info`). A
+    graph's recorded bytes cover its side file too: onnx's external data, OpenVINO's weights."""
+    problems = []
+    for graph in manifest.get("graphs") or []:
+        names = [graph.get("file", ""), *(graph[k] for k in ("external_data", "weights") if graph.get(k))]
+        files = [model_dir / name for name in names]
+        missing = [path.name for path in files if not path.is_file()]
+        if missing:
+            problems.append(f"{', '.join(missing)}: missing (an incomplete copy or conversion?)")
+            continue
+        size = sum(path.stat().st_size for path in files)
+        if graph.get("bytes") is not None and size != graph["bytes"]:
+            side = " with its weights" if len(files) > 1 else ""
+            problems.append(
+                f"{graph['file']}: {size} bytes{side}, but the manifest recorded {graph['bytes']} "
+                "(truncated or replaced)"
+            )
+    return problems
 
 
 class GraphRunner(Protocol):

@@ -21,7 +21,7 @@ one (onnxruntime-gpu, the `[gpu]` extra). TensorRT gets one optimisation profile
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -51,7 +51,7 @@ from dwkit.onnx_graphs import (
 from dwkit.runtimes import onnx_optimum
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs
+from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs, graph_file_problems
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -430,21 +430,6 @@ def _probe(device: str) -> str | None:
     return None
 
 
-def _graph_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """Graph files missing, or of another size than the manifest recorded."""
-    problems = []
-    for graph in manifest.get("graphs") or []:
-        path = model_dir / graph.get("file", "")
-        if not path.is_file():
-            problems.append(f"{graph.get('file')}: missing (an incomplete copy or conversion?)")
-        elif graph.get("bytes") is not None and path.stat().st_size != graph["bytes"]:
-            problems.append(
-                f"{graph['file']}: {path.stat().st_size} bytes, but the manifest recorded "
-                f"{graph['bytes']} (truncated or replaced)"
-            )
-    return problems
-
-
 BACKEND = BackendSpec(
     name="onnx",
     summary="onnxruntime on dwkit's encoder / decoder-init / decoder-step graphs, or an optimum export",
@@ -477,7 +462,7 @@ BACKEND = BackendSpec(
         f"{onnx_optimum.SUBFOLDER}/*.onnx",
         f"{onnx_optimum.SUBFOLDER}/*.onnx_data",
     ),
-    file_problems=_graph_problems,
+    file_problems=graph_file_problems,
     recognise=onnx_optimum.is_optimum_export,
     recognise_rank=10,  # above hf: an optimum export carries a config.json too
     bench_precision="fp32",

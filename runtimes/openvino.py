@@ -39,7 +39,7 @@ from dwkit.onnx_graphs import (
 )
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs
+from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs, graph_file_problems
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The CPU plugin's INFERENCE_PRECISION_HINT per precision; None leaves the plugin's default.
@@ -196,22 +196,6 @@ def _probe(device: str) -> str | None:
     return None
 
 
-def _graph_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """IR files missing, or of another size than the manifest recorded."""
-    problems = []
-    for graph in manifest.get("graphs") or []:
-        files = [model_dir / graph.get("file", ""), model_dir / graph.get("weights", "")]
-        missing = [path.name for path in files if not path.is_file()]
-        if missing:
-            problems.append(f"{', '.join(missing)}: missing (an incomplete copy or conversion?)")
-        elif graph.get("bytes") is not None and sum(p.stat().st_size for p in files) != graph["bytes"]:
-            problems.append(
-                f"{graph['file']}: {sum(p.stat().st_size for p in files)} bytes with its weights, but the "
-                f"manifest recorded {graph['bytes']} (truncated or replaced)"
-            )
-    return problems
-
-
 BACKEND = BackendSpec(
     name="openvino",
     summary="OpenVINO (CPU plugin) on dwkit's encoder / decoder-init / decoder-step graphs",
@@ -228,7 +212,7 @@ BACKEND = BackendSpec(
         BackendOption("performance_hint", str, "OpenVINO's PERFORMANCE_HINT", PERFORMANCE_HINTS),
     ),
     weight_files=("*.xml", "*.bin"),
-    file_problems=_graph_problems,
+    file_problems=graph_file_problems,
     bench_precision="int8",
     parity_precision="fp32",
 )

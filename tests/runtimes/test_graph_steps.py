@@ -113,3 +113,23 @@ def test_select_and_a_reorder_before_the_prompt_only_move_rows() -> None:
     assert list(cache.rows) == [1, 0] and backend.runner.gathered == [1]  # only select gathered
     logits = backend.step(np.array([[1, 2], [1, 2]]), cache)
     assert list(logits[:, -1, 0]) == [203.0, 103.0]
+
+
+def test_graph_sizes_count_the_side_file_the_manifest_counted(tmp_path):
+    """onnx's external data and OpenVINO's weights are part of a graph's recorded bytes."""
+    from dwkit.runtimes.graph_steps import graph_file_problems
+
+    (tmp_path / "encoder.onnx").write_bytes(b"g" * 10)
+    (tmp_path / "encoder.onnx_data").write_bytes(b"w" * 90)
+    graph = {"file": "encoder.onnx", "external_data": "encoder.onnx_data", "bytes": 100}
+    assert graph_file_problems(tmp_path, {"graphs": [graph]}) == []
+    (tmp_path / "encoder.onnx_data").write_bytes(b"w" * 50)
+    assert graph_file_problems(tmp_path, {"graphs": [graph]}) == [
+        "encoder.onnx: 60 bytes with its weights, but the manifest recorded 100 (truncated or replaced)"
+    ]
+    (tmp_path / "encoder.onnx_data").unlink()
+    assert graph_file_problems(tmp_path, {"graphs": [graph]}) == [
+        "encoder.onnx_data: missing (an incomplete copy or conversion?)"
+    ]
+    plain = {"file": "encoder.onnx", "bytes": 10}
+    assert graph_file_problems(tmp_path, {"graphs": [plain]}) == []
