@@ -133,6 +133,12 @@ class OpenVinoBackend(GraphStepBackend):
     def encoder_array(self, enc: EncoderOutput) -> np.ndarray:
         return np.asarray(enc.data, dtype=np.float32)
 
+    def encoder_states_from_array(self, array: np.ndarray) -> EncoderOutput:
+        """Another backend's encoder states (an encoder/decoder pair): this backend keeps them as a
+        float32 host array, so a float32 one is used as it is (the decoder graphs read it shared)."""
+        states = np.ascontiguousarray(array, dtype=np.float32)
+        return EncoderOutput(data=states, batch_size=int(states.shape[0]))
+
 
 class _OvRunner:
     """The `GraphRunner` of OpenVINO: tensors are host numpy arrays, rows gathered with numpy."""

@@ -121,3 +121,23 @@ def test_select_keeps_the_encoder_rows_asked_for(tiny_ov: Path, speech_short) ->
     enc = ov.encode(mel)
     picked = ov.select(enc, [1, 1, 0])
     np.testing.assert_array_equal(ov.encoder_array(picked), ov.encoder_array(enc)[[1, 1, 0]])
+
+
+@pytest.mark.parametrize(
+    ("spec", "role"), [("hf:fp32+openvino:fp32", "decoder"), ("openvino:fp32+hf:fp32", "encoder")]
+)
+def test_openvino_is_either_side_of_a_pair(
+    tiny_ov: Path, tiny_en_dir: Path, speech_short, spec, role
+) -> None:  # type: ignore[no-untyped-def]
+    from dwkit.runtimes.pair import PairBackend
+
+    pair = load(tiny_en_dir, spec, RuntimeConfig(threads=2, options={f"{role}_model": str(tiny_ov)}))
+    assert isinstance(pair, PairBackend) and isinstance(getattr(pair, role), OpenVinoBackend)
+    mel = log_mel(load_audio(speech_short[0]), 80)[None]
+    report = compare_backends(pair.decoder, pair, mel, max_new_tokens=24)
+    assert report.tokens_equal and len(report.reference_tokens) == 24
+    assert 0 < report.encoder_max_abs < 1e-2  # the other side's encoder ran
+    states = pair.encoder.encoder_array(pair.encoder.encode(mel))
+    handed = pair.decoder.encoder_states_from_array(states)
+    assert np.shares_memory(np.asarray(handed.data.numpy() if role == "encoder" else handed.data), states)
+    pair.close()
