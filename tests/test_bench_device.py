@@ -166,6 +166,21 @@ def test_a_backend_missing_on_the_gpu_machine_is_a_skipped_row_without_conversio
     assert [t.label for t in targets if not t.skipped] == ["hf fp32", "onnx fp16"]
 
 
+def test_the_probe_job_asks_each_backends_own_probe():
+    from dwkit.bench.worker import run_job
+
+    found = run_job({"kind": "probe", "backends": ["hf", "trt"], "device": "cpu"})["unavailable"]
+    assert list(found) == ["trt"] and "NVIDIA GPU only" in found["trt"]  # hf runs on this CPU
+
+
+def test_the_cpu_floor_measures_fp32_and_bf16_on_the_cores():
+    from dwkit.bench.worker import run_job
+
+    floor = run_job({"kind": "floor", "size": 64, "threads": 1})
+    assert floor["device"] == "cpu" and floor["fp32_gflops"] > 0 and floor["bf16_gflops"] > 0
+    assert "fp16_gflops" not in floor and "device_name" not in floor
+
+
 # -- a run on a fake worker pool --------------------------------------------------------------
 
 

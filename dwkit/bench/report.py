@@ -94,10 +94,8 @@ def table(result: dict[str, Any]) -> list[str]:
         name = _system_name(row)
         if "error" in row:
             message = row["error"].replace("|", "/")
-            outcome = message if row.get("skipped") else f"failed: {message}"
-            lines.append(
-                f"| {name} | {row['mode']} | {outcome[:200]} | | | | | | | |{' |' if on_gpu else ''} | | |"
-            )
+            outcome = message[:200] if row.get("skipped") else f"failed: {message[:160]}"
+            lines.append(f"| {name} | {row['mode']} | {outcome} |" + " |" * (10 + on_gpu))  # empty figures
             continue
         ratios = row.get("vs_baseline") or {}
         speedup = ratios.get("speedup")

@@ -72,6 +72,11 @@ class Loaded:
 # -- run --------------------------------------------------------------------------------------
 
 
+def job_device(job: dict[str, Any]) -> str:
+    """Where the job runs: cpu (jobs from before `--device` carry none), cuda or cuda:N."""
+    return str(job.get("device") or "cpu")
+
+
 class Session:
     """One system loaded and warmed up, transcribing the job's files one repeat at a time.
 
@@ -86,7 +91,7 @@ class Session:
         if system not in SYSTEMS:
             raise ConfigError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
         self.job = job
-        self.device = str(job.get("device") or "cpu")
+        self.device = job_device(job)
         self.audios = [load_audio(path) for path in job["audio"]]
         started = time.perf_counter()
         self.loaded = LOADERS[system](job)
@@ -205,7 +210,7 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
     from dwkit.transcriber import Transcriber
 
     runtime = RuntimeConfig(
-        device=str(job.get("device") or "cpu"),
+        device=job_device(job),
         threads=int(job.get("threads", 0)),
         precision=job.get("precision"),
         batch_size=int(job.get("batch_size", 8)),
@@ -236,7 +241,7 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
 def faster_whisper_model_kwargs(job: dict[str, Any]) -> dict[str, Any]:
     """WhisperModel's device arguments for the job: cuda[:N] as device + device_index, and the
     job's compute type (the planner asks float16 on a GPU, int8 on the CPU)."""
-    name, _, index = str(job.get("device") or "cpu").partition(":")
+    name, _, index = job_device(job).partition(":")
     return {
         "device": name,
         "device_index": int(index or 0),
@@ -310,7 +315,7 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
         job.get("precision") or "fp32"
     ]
-    device = str(job.get("device") or "cpu")
+    device = job_device(job)
     with quiet_loading():
         model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval().to(device)
     pipe = pipeline(
@@ -453,7 +458,7 @@ def synthetic_model(job: dict[str, Any]) -> dict[str, Any]:
 
 def floor(job: dict[str, Any]) -> dict[str, Any]:
     """Matmul throughput on the job's device: the CPU's cores, or the GPU (fp16 too there)."""
-    device = str(job.get("device") or "cpu")
+    device = job_device(job)
     on_gpu = device.startswith("cuda")
     size = int(job.get("size") or (GPU_FLOOR_MATMUL_SIZE if on_gpu else 4096))
     threads = int(job.get("threads", 0))
@@ -475,7 +480,7 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
     its library imports, and on cuda that it was built with CUDA); those that can are left out."""
     from dwkit.runtimes import unavailable_reason
 
-    device = str(job.get("device") or "cpu")
+    device = job_device(job)
     reasons = {name: unavailable_reason(name, device) for name in job.get("backends") or []}
     return {"unavailable": {name: why for name, why in reasons.items() if why}}
 
