@@ -166,6 +166,16 @@ def test_a_backend_missing_on_the_gpu_machine_is_a_skipped_row_without_conversio
     assert [t.label for t in targets if not t.skipped] == ["hf fp32", "onnx fp16"]
 
 
+def test_a_timer_waits_for_the_device_before_its_clock_stops():
+    from dwkit.bench.measure import CallTimer
+
+    events: list[str] = []
+    timer = CallTimer(lambda x: events.append(f"call {x}"), sync=lambda: events.append("sync"))
+    timer(1)
+    timer(2)
+    assert events == ["call 1", "sync", "call 2", "sync"] and timer.calls == 2
+
+
 def test_the_probe_job_asks_each_backends_own_probe():
     from dwkit.bench.worker import run_job
 

@@ -50,12 +50,19 @@ class CallTimer:
     """Wraps a callable: adds up the wall seconds of its calls and the units `count` reports.
 
     `count(args, result)` says how much work one call did (batch rows encoded, tokens
-    generated); without it every call counts 1.
+    generated); without it every call counts 1. `sync` runs before the clock stops: on a GPU
+    a call can return before its kernels finish (cuda_sync).
     """
 
-    def __init__(self, fn: Callable[..., Any], count: Callable[[tuple, Any], int] | None = None):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        count: Callable[[tuple, Any], int] | None = None,
+        sync: Callable[[], None] | None = None,
+    ):
         self.fn = fn
         self.count = count
+        self.sync = sync
         self.reset()
 
     def reset(self) -> None:
@@ -66,6 +73,8 @@ class CallTimer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         result = self.fn(*args, **kwargs)
+        if self.sync is not None:
+            self.sync()
         self.seconds += time.perf_counter() - started
         self.calls += 1
         self.units += self.count(args, result) if self.count else 1
@@ -80,15 +89,27 @@ def generated_tokens(hypotheses: Iterable[Any]) -> int:
     return sum(len(h.tokens) + int(bool(h.finished)) for h in hypotheses)
 
 
-def instrument_backend(backend: Any) -> tuple[CallTimer, CallTimer]:
+def cuda_sync() -> None:
+    """Wait for the GPU work torch queued, where this process uses torch on a GPU (hf, trt,
+    the pipeline: their calls return before the kernels finish). ctranslate2 and onnxruntime
+    return finished results; a process that never used torch's CUDA is not made to."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def instrument_backend(backend: Any, sync: Callable[[], None] | None = None) -> tuple[CallTimer, CallTimer]:
     """Time `backend.encode` (units: windows) and `backend.generate` (units: tokens).
 
     Instance attributes shadow the methods, so the shared long-form engine, which calls
     `backend.encode` / `backend.generate`, is timed without changing it; step backends'
     own `generate` still calls their `step` directly. Undo with `del backend.encode` etc.
+    On a GPU pass `sync=cuda_sync`, so each figure is the work's, not its queueing.
     """
-    encode = CallTimer(backend.encode, lambda args, _: int(args[0].shape[0]))
-    generate = CallTimer(backend.generate, lambda _, hyps: generated_tokens(hyps))
+    encode = CallTimer(backend.encode, lambda args, _: int(args[0].shape[0]), sync)
+    generate = CallTimer(backend.generate, lambda _, hyps: generated_tokens(hyps), sync)
     backend.encode = encode
     backend.generate = generate
     return encode, generate

@@ -40,6 +40,7 @@ from dwkit.bench.measure import (  # noqa: E402
     TimedModel,
     cpu_seconds,
     cpu_utilisation,
+    cuda_sync,
     dir_size_mb,
     gpu_memory_mb,
     instrument_backend,
@@ -228,7 +229,7 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
         )
     transcriber = Transcriber.from_model_dir(job["model_dir"], job["backend"], runtime, draft=draft)
     transcriber.options = longform_options(job, transcriber.backend.info)
-    encoder, decoder = instrument_backend(transcriber.backend)
+    encoder, decoder = instrument_backend(transcriber.backend, cuda_sync if runtime.device != "cpu" else None)
     settings = _settings(transcriber.options)
     if draft is not None:
         settings["draft"] = {"model": draft.model, "precision": draft.precision, "tokens": draft.tokens,
@@ -330,10 +331,14 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
     encoder = CallTimer(lambda *a: None)
     started: list[float] = []
 
+    sync = cuda_sync if device != "cpu" else (lambda: None)
+
     def before(module: Any, args: Any, kwargs: Any) -> None:
+        sync()
         started.append(time.perf_counter())
 
     def after(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        sync()
         encoder.seconds += time.perf_counter() - started.pop()
         features = kwargs.get("input_features", args[0] if args else None)
         encoder.calls += 1
