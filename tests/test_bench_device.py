@@ -191,6 +191,18 @@ def test_the_cpu_floor_measures_fp32_and_bf16_on_the_cores():
     assert "fp16_gflops" not in floor and "device_name" not in floor
 
 
+def test_a_conversion_whose_library_is_missing_makes_its_rows_skipped(monkeypatch):
+    from dwkit import devices
+    from dwkit.bench.plan import unconvertible
+
+    monkeypatch.setattr(devices, "module_installed", lambda name: name != "onnxscript")
+    specs = parse_backends("hf:fp16,onnx:fp16,trt:fp16,ct2:float16,hf:bf16+ct2:int8_float16")
+    why = "converting to onnx needs onnxscript: pip install 'dwkit[onnx]'"
+    assert unconvertible(specs) == {"onnx": why, "trt": why}  # trt builds from the onnx export
+    monkeypatch.setattr(devices, "module_installed", lambda name: name != "ctranslate2")
+    assert list(unconvertible(specs)) == ["ct2"]  # the pair's side too
+
+
 # -- a run on a fake worker pool --------------------------------------------------------------
 
 
@@ -339,17 +351,25 @@ def test_the_floor_is_measured_on_the_gpu():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_hf_fp16_and_faster_whisper_float16_run_on_the_gpu(random_tiny80_dir, speech_short, tmp_path):
-    from dwkit.bench.worker import run_job
-    from dwkit.converters import convert
-
-    job = {"kind": "run", "system": "dwkit", "backend": "hf", "precision": "fp16", "device": "cuda",
-           "model_dir": str(random_tiny80_dir), "mode": "sequential", "audio": [str(speech_short[0])],
-           "repeat": 1, "tokens_per_window": 8, "warmup": False}  # fmt: skip
-    hf = run_job(job)
-    assert "error" not in hf and hf["tokens_per_window"] == 8 and hf["gpu_torch_peak_mb"] > 0
-    ct2 = convert(random_tiny80_dir, tmp_path / "ct2", "ct2", "float16", validate=False).out_dir
-    faster = run_job(
-        {**job, "system": "faster-whisper", "backend": "ct2", "precision": "float16", "model_dir": str(ct2)}
+def test_a_cuda_run_on_real_workers_runs_or_skips_every_row(random_tiny80_dir, speech_short, tmp_path):
+    config = _config(
+        "hf:fp16,hf:bf16,ct2:float16,ct2:int8_float16,onnx:fp16,trt:fp16",
+        model=str(random_tiny80_dir),
+        audio=[speech_short[0]],
+        modes=("sequential",),
+        peers=["faster-whisper"],
+        repeat=1,
+        tokens_per_window=8,
+        output=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        name="gpu",
     )
-    assert "error" not in faster and faster["tokens_per_window"] == 8
+    result = run_bench(config, progress=False)
+    rows = {r["label"]: r for r in result["results"]}
+    for label in ("hf fp32", "hf fp16", "hf bf16"):  # torch sees the GPU (needs_cuda)
+        assert "error" not in rows[label], rows[label]
+        assert rows[label]["tokens_per_window"] == 8 and rows[label]["gpu_torch_peak_mb"] > 0
+    failed = {label: r["error"] for label, r in rows.items() if "error" in r and not r.get("skipped")}
+    assert failed == {}  # every other row ran, or says why this machine cannot run it
+    assert result["machine"]["gpu"]["name"] in markdown(result)
+    assert result["floor"]["device_name"] and result["floor"]["fp16_gflops"] > 0

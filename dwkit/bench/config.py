@@ -74,6 +74,14 @@ class SystemSpec:
         return f"{self.backend}:{self.precision}" + (DRAFT_SUFFIX if self.draft else "")
 
     @property
+    def sides(self) -> list[tuple[str, str]]:
+        """(backend, precision) of each backend the system runs: one, or a pair's two sides."""
+        if not is_pair(self.backend):
+            return [(self.backend, self.precision)]
+        pair = PairSpec.parse(self.backend)
+        return [(side.backend, side.resolved_precision()) for side in (pair.encoder, pair.decoder)]
+
+    @property
     def is_baseline(self) -> bool:
         return (self.backend, self.precision) == BASELINE and not self.draft
 
@@ -213,12 +221,7 @@ class BenchConfig:
             raise ConfigError(f"--device {self.device!r}: use cpu, cuda or cuda:N")
         kind = device_kind(self.device)
         for system in self.backends:
-            if is_pair(system.backend):
-                pair = PairSpec.parse(system.backend)
-                sides = [(s.backend, s.resolved_precision()) for s in (pair.encoder, pair.decoder)]
-            else:
-                sides = [(system.backend, system.precision)]
-            for backend, precision in sides:
+            for backend, precision in system.sides:
                 declared = declaration(backend)
                 if kind not in declared.devices:
                     where = " or ".join(declared.devices)

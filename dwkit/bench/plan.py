@@ -100,10 +100,26 @@ def conversions_for(spec: SystemSpec) -> dict[str, tuple[str, str]]:
 
 def backends_of(spec: SystemSpec) -> list[str]:
     """The backends a system needs: one, or both sides of a pair."""
-    if not is_pair(spec.backend):
-        return [spec.backend]
-    pair = PairSpec.parse(spec.backend)
-    return list(dict.fromkeys((pair.encoder.backend, pair.decoder.backend)))
+    return list(dict.fromkeys(backend for backend, _ in spec.sides))
+
+
+def unconvertible(specs: list[SystemSpec]) -> dict[str, str]:
+    """Backend -> why the conversion it runs on cannot be made here: its output format's
+    libraries (the converters' own declarations), looked up without importing them."""
+    from dwkit import devices
+    from dwkit.converters import FORMATS
+
+    found = {}
+    for spec in specs:
+        for backend, precision in spec.sides:
+            fmt = (conversion_of(backend, precision) or ("", ""))[0]
+            declared = FORMATS.get(fmt)
+            missing = [m for m in (declared.requires if declared else ()) if not devices.module_installed(m)]
+            if missing:
+                found[backend] = (
+                    f"converting to {fmt} needs {', '.join(missing)}: pip install 'dwkit[{declared.extra}]'"
+                )
+    return found
 
 
 def unusable(spec: SystemSpec, unavailable: dict[str, str]) -> str | None:

@@ -29,6 +29,7 @@ from dwkit.bench.plan import (
     job_count,
     peer_specs,
     plan_targets,
+    unconvertible,
     wanted_conversions,
 )
 from dwkit.bench.pool import Launcher, launch_worker, run_interleaved, run_target
@@ -155,9 +156,10 @@ def probe_backends(config: BenchConfig, peers: list[str], step: Step) -> dict[st
     specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
     backends = list(dict.fromkeys(b for s in specs for b in backends_of(s)))
     result = step("probing backends", {"kind": "probe", "backends": backends, "device": config.device})
-    if "error" in result:  # the probe itself failed: let every row try and report its own error
-        return {}
-    return dict(result.get("unavailable") or {})
+    found = unconvertible(specs)  # a converter's library missing: nothing to run the row on
+    if "error" not in result:  # a failed probe: every row tries and reports its own error
+        found.update(result.get("unavailable") or {})
+    return found
 
 
 def _run_rows(
