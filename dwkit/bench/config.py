@@ -6,6 +6,7 @@ keys named like the flags with `_` for `-`); flags given on the command line win
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ DEFAULT_SYNTHETIC_TOKENS = 16
 DEFAULT_AUDIO_SECONDS = 60.0
 DRAFT_SUFFIX = "+draft"
 STUDENT = "student"  # `draft = "student"`: a distil-style student of the model (dwkit.synthetic)
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")  # as dwkit.config's `device`
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,22 @@ class Peer:
     module: str  # what must be importable for it to run here
     reads: str  # the backend whose converted directory it loads
     default: bool  # run with `peers = true` (the others only when named)
+    devices: tuple[str, ...] = ("cpu", "cuda")  # where it runs ("cuda" covers cuda:N)
 
 
 PEERS = {
     "faster-whisper": Peer("sequential", "faster_whisper", "ct2", default=True),
     "transformers-pipeline": Peer("chunked", "transformers", "hf", default=True),
     # whisper.cpp's own whisper_full (pywhispercpp) on each ggml file asked for: its decoding
-    # rules are not transformers', so it is a speed reference, not a parity one.
-    "whisper.cpp": Peer("sequential", "pywhispercpp", "ggml", default=False),
+    # rules are not transformers', so it is a speed reference, not a parity one. pywhispercpp's
+    # wheels are CPU builds.
+    "whisper.cpp": Peer("sequential", "pywhispercpp", "ggml", default=False, devices=("cpu",)),
 }
+
+
+def device_kind(device: str) -> str:
+    """ "cpu" or "cuda" (for cuda and cuda:N): what backend and peer declarations list."""
+    return "cuda" if device.startswith("cuda") else device
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,14 @@ class SystemSpec:
         if is_pair(self.backend):
             return self.backend
         return f"{self.backend}:{self.precision}" + (DRAFT_SUFFIX if self.draft else "")
+
+    @property
+    def sides(self) -> list[tuple[str, str]]:
+        """(backend, precision) of each backend the system runs: one, or a pair's two sides."""
+        if not is_pair(self.backend):
+            return [(self.backend, self.precision)]
+        pair = PairSpec.parse(self.backend)
+        return [(side.backend, side.resolved_precision()) for side in (pair.encoder, pair.decoder)]
 
     @property
     def is_baseline(self) -> bool:
@@ -147,6 +164,11 @@ class BenchConfig:
     retry_starved: bool = True  # not interleaved: run a row again when a busy machine starved it
     cache_dir: Path | None = None  # converted models; default ~/.cache/dwkit (or $DWKIT_CACHE)
     timeout_s: float = 3600.0  # per worker job
+    device: str = "cpu"  # cpu, cuda or cuda:N: every dwkit backend and peer runs there
+    # The whole run's wall-clock seconds: a job that would start after it is skipped, and each
+    # job's timeout is cut to what is left, so a prepared run (benchmarks/gpu_bench.sh) ends in
+    # time with every row it finished written. None: no limit.
+    budget_s: float | None = None
     # The draft model of `+draft` specs: "student" (decoder layers first and last of the model,
     # distil-whisper's initialisation; on hf at an hf spec's precision), a backend spec such as
     # "ct2:int8" (the model converted, a quantised copy), or a directory (its own backend and
@@ -177,6 +199,11 @@ class BenchConfig:
             raise ConfigError('a +draft backend spec needs a draft model: draft = "student" or a directory')
         if self.draft_tokens < 1:
             raise ConfigError("draft_tokens must be at least 1")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ConfigError("--budget must be a positive number of seconds")
+        if self.budget_s is not None and self.interleave and self.repeat > 1:
+            raise ConfigError("--budget runs one system at a time: add --no-interleave (or --repeat 1)")
+        self._check_device()
         if self.synthetic_model and self.tokens_per_window is None:
             self.tokens_per_window = DEFAULT_SYNTHETIC_TOKENS
         if not self.audio and self.synthetic_audio is None:
@@ -184,6 +211,36 @@ class BenchConfig:
         for path in self.audio:
             if not Path(path).is_file():
                 raise ConfigError(f"{path}: no such audio file")
+
+    def _check_device(self) -> None:
+        """Every backend spec and named peer must run on `device`, at its precision: the
+        backends' own declarations say so (devices, GPU-only precisions); nothing is imported."""
+        from dwkit.runtimes import spec as declaration
+
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"--device {self.device!r}: use cpu, cuda or cuda:N")
+        kind = device_kind(self.device)
+        for system in self.backends:
+            for backend, precision in system.sides:
+                declared = declaration(backend)
+                if kind not in declared.devices:
+                    where = " or ".join(declared.devices)
+                    raise ConfigError(
+                        f"backend spec {system.text!r}: the {backend} backend runs on {where} only, not on "
+                        f"--device {self.device}"
+                    )
+                problem = declared.precision_problem(precision, self.device)
+                if problem:
+                    raise ConfigError(
+                        f"backend spec {system.text!r}: {precision} {problem}, or --device cuda"
+                    )
+        if not isinstance(self.peers, bool):
+            for name in self.peers:
+                if kind not in PEERS[name].devices:
+                    raise ConfigError(
+                        f"peer {name} runs on {' or '.join(PEERS[name].devices)} only, not on --device "
+                        f"{self.device}; leave it out of peers"
+                    )
 
     @property
     def draft_spec(self) -> SystemSpec | None:

@@ -17,6 +17,8 @@ import math
 import os
 import platform
 import resource
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,18 +41,28 @@ LIBRARIES = (
 # torch 15x slower whenever another process was busy (tests/conftest.py sets it too).
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "GGML_NO_BACKTRACE": "1", "TOKENIZERS_PARALLELISM": "false"}
 FLOOR_MATMUL_SIZE = 4096
+# A GPU finishes a 4096^3 matmul in well under a millisecond: a bigger one keeps launch
+# overhead out of the rate.
+GPU_FLOOR_MATMUL_SIZE = 8192
 
 
 class CallTimer:
     """Wraps a callable: adds up the wall seconds of its calls and the units `count` reports.
 
     `count(args, result)` says how much work one call did (batch rows encoded, tokens
-    generated); without it every call counts 1.
+    generated); without it every call counts 1. `sync` runs before the clock stops: on a GPU
+    a call can return before its kernels finish (cuda_sync).
     """
 
-    def __init__(self, fn: Callable[..., Any], count: Callable[[tuple, Any], int] | None = None):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        count: Callable[[tuple, Any], int] | None = None,
+        sync: Callable[[], None] | None = None,
+    ):
         self.fn = fn
         self.count = count
+        self.sync = sync
         self.reset()
 
     def reset(self) -> None:
@@ -61,6 +73,8 @@ class CallTimer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         result = self.fn(*args, **kwargs)
+        if self.sync is not None:
+            self.sync()
         self.seconds += time.perf_counter() - started
         self.calls += 1
         self.units += self.count(args, result) if self.count else 1
@@ -75,15 +89,27 @@ def generated_tokens(hypotheses: Iterable[Any]) -> int:
     return sum(len(h.tokens) + int(bool(h.finished)) for h in hypotheses)
 
 
-def instrument_backend(backend: Any) -> tuple[CallTimer, CallTimer]:
+def cuda_sync() -> None:
+    """Wait for the GPU work torch queued, where this process uses torch on a GPU (hf, trt,
+    the pipeline: their calls return before the kernels finish). ctranslate2 and onnxruntime
+    return finished results; a process that never used torch's CUDA is not made to."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def instrument_backend(backend: Any, sync: Callable[[], None] | None = None) -> tuple[CallTimer, CallTimer]:
     """Time `backend.encode` (units: windows) and `backend.generate` (units: tokens).
 
     Instance attributes shadow the methods, so the shared long-form engine, which calls
     `backend.encode` / `backend.generate`, is timed without changing it; step backends'
     own `generate` still calls their `step` directly. Undo with `del backend.encode` etc.
+    On a GPU pass `sync=cuda_sync`, so each figure is the work's, not its queueing.
     """
-    encode = CallTimer(backend.encode, lambda args, _: int(args[0].shape[0]))
-    generate = CallTimer(backend.generate, lambda _, hyps: generated_tokens(hyps))
+    encode = CallTimer(backend.encode, lambda args, _: int(args[0].shape[0]), sync)
+    generate = CallTimer(backend.generate, lambda _, hyps: generated_tokens(hyps), sync)
     backend.encode = encode
     backend.generate = generate
     return encode, generate
@@ -194,8 +220,9 @@ def library_versions(names: Iterable[str] = LIBRARIES) -> dict[str, str]:
     return found
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on: CPU model and features, cores, RAM, load, libraries."""
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """What the numbers were measured on: CPU model and features, cores, RAM, load, libraries,
+    the device the systems ran on and, for cuda, the GPU (nvidia-smi)."""
     cpu: dict[str, Any] = {"model": platform.processor() or platform.machine()}
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -226,7 +253,57 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "versions": library_versions(),
+        "device": device,
+        **({"gpu": gpu_info(device)} if device.startswith("cuda") else {}),
     }
+
+
+def _nvidia_smi(*query: str) -> list[list[str]] | None:
+    """nvidia-smi's CSV answer to `query` (rows of fields), or None where it is missing or fails.
+    The driver's own tool: the parent process reads the GPU without importing torch."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", *query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return [[field.strip() for field in line.split(",")] for line in done.stdout.splitlines() if line.strip()]
+
+
+def gpu_info(device: str = "cuda") -> dict[str, Any]:
+    """The GPU `device` names (cuda:N is the N-th nvidia-smi lists): name, memory, driver."""
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    rows = _nvidia_smi("--query-gpu=name,memory.total,driver_version")
+    if not rows or index >= len(rows) or len(rows[index]) < 3:
+        return {"name": "unknown (nvidia-smi missing or failed)", "index": index}
+    name, memory, driver = rows[index][:3]
+    return {"name": name, "index": index, "memory_gb": round(float(memory) / 1024, 1), "driver": driver}
+
+
+def gpu_memory_mb(device: str) -> dict[str, float | None]:
+    """GPU memory of this process: torch's peak allocation (where torch used the GPU here) and
+    what nvidia-smi says the process holds now (every library's allocations and the CUDA
+    context; caching allocators keep their peak reserved, so this is near the peak). Either is
+    None where it cannot be known."""
+    import sys
+
+    torch_peak = None
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch_peak = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    held = None
+    for row in _nvidia_smi("--query-compute-apps=pid,used_memory") or []:
+        if len(row) >= 2 and row[0] == str(os.getpid()) and row[1].isdigit():
+            held = float(row[1])
+    return {"gpu_torch_peak_mb": torch_peak, "gpu_held_mb": held}
 
 
 def _ram_gb() -> float | None:
@@ -282,8 +359,11 @@ def encoder_flops(shape: EncoderShape) -> float:
     return float(convs + shape.layers * (projections + attention + mlp))
 
 
-def matmul_gflops(dtype_name: str, size: int = FLOOR_MATMUL_SIZE, threads: int = 0, reps: int = 3) -> float:
-    """Best-of-`reps` torch matmul throughput (GFLOP/s) at `size`^3 in fp32 or bf16.
+def matmul_gflops(
+    dtype_name: str, size: int = FLOOR_MATMUL_SIZE, threads: int = 0, reps: int = 3, device: str = "cpu"
+) -> float:
+    """Best-of-`reps` torch matmul throughput (GFLOP/s) at `size`^3 in fp32, bf16 or fp16 on
+    `device` (on a GPU each timing waits for the kernel: torch.cuda.synchronize).
 
     The encoder is almost all matmuls of similar shapes, so this is the floor its time per
     window can approach on this machine: encoder_flops / this.
@@ -292,15 +372,18 @@ def matmul_gflops(dtype_name: str, size: int = FLOOR_MATMUL_SIZE, threads: int =
 
     if threads:
         torch.set_num_threads(threads)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator).to(dtype)
-    b = torch.randn(size, size, generator=generator).to(dtype)
+    a = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+    wait = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch.inference_mode():
         torch.matmul(a, b)  # warm-up: thread pool, kernel selection
+        wait()
         best = math.inf
         for _ in range(reps):
             started = time.perf_counter()
             torch.matmul(a, b)
+            wait()
             best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best / 1e9

@@ -6,9 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dwkit.bench.config import DRAFT_SUFFIX, PEERS, BenchConfig, SystemSpec
+from dwkit.bench.config import DRAFT_SUFFIX, PEERS, BenchConfig, SystemSpec, device_kind
 from dwkit.bench.convert import Conversions
 from dwkit.runtimes.pair import SIDES, PairSpec, conversion_of, is_pair
+
+# Backends that build their engines when they load an onnx directory (TensorRT: minutes at
+# full size): their rows run last in each mode, after the peers, so a run with a --budget that
+# runs out loses only them.
+BUILDS_AT_LOAD = ("trt",)
 
 
 @dataclass
@@ -24,6 +29,7 @@ class Target:
     draft_dir: Path | None = None  # speculative decoding with this draft model
     # A pair's converted sides (runtimes/pair.py's encoder_model / decoder_model options).
     options: dict[str, str] = field(default_factory=dict)
+    skipped: bool = False  # `error` says why it cannot run on this machine (nothing was tried)
 
     @property
     def label(self) -> str:
@@ -47,6 +53,8 @@ def available_peers(config: BenchConfig) -> list[str]:
         peer = PEERS[name]
         if peer.mode not in config.modes or importlib.util.find_spec(peer.module) is None:
             continue
+        if device_kind(config.device) not in peer.devices:
+            continue
         if peer.reads == "ggml" and config.tokens_per_window:  # whisper_full cannot be forced
             continue
         if peer_specs(name, config):
@@ -60,12 +68,13 @@ def peer_specs(name: str, config: BenchConfig) -> list[SystemSpec]:
         return [SystemSpec("ct2", precision) for precision in faster_whisper_precisions(config)]
     if PEERS[name].reads == "ggml":
         return [spec for spec in config.backends if spec.backend == "ggml"]
-    return [SystemSpec("hf", "fp32")]
+    return [SystemSpec("hf", "fp16" if device_kind(config.device) == "cuda" else "fp32")]
 
 
 def faster_whisper_precisions(config: BenchConfig) -> list[str]:
-    """int8 (faster-whisper's usual CPU choice) plus the compute type of every ct2 spec requested."""
-    found = ["int8"]
+    """faster-whisper's usual choice on the device (int8 on CPU, float16 on a GPU) plus the
+    compute type of every ct2 spec requested."""
+    found = ["float16" if device_kind(config.device) == "cuda" else "int8"]
     for spec in config.backends:
         if spec.backend == "ct2" and spec.precision not in found:
             found.append(spec.precision)
@@ -89,11 +98,47 @@ def conversions_for(spec: SystemSpec) -> dict[str, tuple[str, str]]:
     return {role: c for role, c in found.items() if c is not None}
 
 
-def wanted_conversions(config: BenchConfig, peers: list[str]) -> list[tuple[str, str]]:
-    """Every (format, precision) the run needs, each once, onnx fp32 first (its export is reused)."""
+def backends_of(spec: SystemSpec) -> list[str]:
+    """The backends a system needs: one, or both sides of a pair."""
+    return list(dict.fromkeys(backend for backend, _ in spec.sides))
+
+
+def unconvertible(specs: list[SystemSpec]) -> dict[str, str]:
+    """Backend -> why the conversion it runs on cannot be made here: its output format's
+    libraries (the converters' own declarations), looked up without importing them."""
+    from dwkit import devices
+    from dwkit.converters import FORMATS
+
+    found = {}
+    for spec in specs:
+        for backend, precision in spec.sides:
+            fmt = (conversion_of(backend, precision) or ("", ""))[0]
+            declared = FORMATS.get(fmt)
+            missing = [m for m in (declared.requires if declared else ()) if not devices.module_installed(m)]
+            if missing:
+                found[backend] = (
+                    f"converting to {fmt} needs {', '.join(missing)}: pip install 'dwkit[{declared.extra}]'"
+                )
+    return found
+
+
+def unusable(spec: SystemSpec, unavailable: dict[str, str]) -> str | None:
+    """Why `spec` cannot run here (from the run's backend probe), or None."""
+    for backend in backends_of(spec):
+        if backend in unavailable:
+            return f"skipped: {backend} cannot run here: {unavailable[backend]}"
+    return None
+
+
+def wanted_conversions(
+    config: BenchConfig, peers: list[str], unavailable: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Every (format, precision) the run needs, each once, onnx fp32 first (its export is reused);
+    none for systems whose backend cannot run here (`unavailable`: backend -> why)."""
     specs = config.backends + [spec for name in peers for spec in peer_specs(name, config)]
     if config.draft_spec is not None and any(s.draft for s in config.backends):
         specs.append(config.draft_spec)
+    specs = [s for s in specs if unusable(s, unavailable or {}) is None]
     wanted = [c for s in specs for c in conversions_for(s).values()]
     return sorted(set(wanted), key=lambda c: (c[0], c[1] != "fp32", c[1]))
 
@@ -104,27 +149,44 @@ def plan_targets(
     conversions: Conversions,
     peers: list[str],
     draft_dir: Path | None = None,
+    unavailable: dict[str, str] | None = None,
 ) -> list[Target]:
-    """Every (system, mode) to run, mode by mode, the baseline first in each."""
+    """Every (system, mode) to run, mode by mode, the baseline first in each; a system whose
+    backend cannot run here (`unavailable`: backend -> why) is a skipped row saying why."""
     targets = []
+    unavailable = unavailable or {}
     for mode in config.modes:
+        in_mode = []
         for spec in config.backends:
-            target = _target("dwkit", spec, mode, model_dir, conversions)
+            target = _target("dwkit", spec, mode, model_dir, conversions, unavailable)
             target.draft_dir = draft_dir if spec.draft else None
-            targets.append(target)
+            in_mode.append(target)
         for name in peers:
             if PEERS[name].mode == mode:
-                targets += [
-                    _target(name, spec, mode, model_dir, conversions) for spec in peer_specs(name, config)
+                in_mode += [
+                    _target(name, spec, mode, model_dir, conversions, unavailable)
+                    for spec in peer_specs(name, config)
                 ]
+        targets += sorted(in_mode, key=lambda t: t.system == "dwkit" and t.backend in BUILDS_AT_LOAD)
     return targets
 
 
-def _target(system: str, spec: SystemSpec, mode: str, model_dir: Path, conversions: Conversions) -> Target:
+def _target(
+    system: str,
+    spec: SystemSpec,
+    mode: str,
+    model_dir: Path,
+    conversions: Conversions,
+    unavailable: dict[str, str],
+) -> Target:
     """`spec` run by `system` on its converted directory (an error when the conversion failed);
     a pair runs from the checkpoint with its converted sides as options."""
-    needed = conversions_for(spec)
     target = Target(system, spec.backend, spec.precision, mode, model_dir)
+    skipped = unusable(spec, unavailable)
+    if skipped:
+        target.error, target.skipped = skipped, True
+        return target
+    needed = conversions_for(spec)
     for role, converted in needed.items():
         target.error = target.error or conversions.error(converted)
         found = conversions.dirs.get(converted)
@@ -139,6 +201,9 @@ def job_count(config: BenchConfig, peers: list[str]) -> int:
     """Progress-bar steps of a run: preparation jobs, then load/warm-up and each repeat per row."""
     runs = len(config.modes) * len(config.backends) + sum(len(peer_specs(name, config)) for name in peers)
     prepare = (
-        int(bool(config.synthetic_model)) + len(wanted_conversions(config, peers)) + 2 * int(config.floor)
+        int(bool(config.synthetic_model))
+        + int(device_kind(config.device) == "cuda")  # the backend probe
+        + len(wanted_conversions(config, peers))
+        + 2 * int(config.floor)
     )
     return prepare + runs * (config.repeat + 1)  # a run: loading and warm-up, then each repeat

@@ -33,6 +33,8 @@ def _row(target: Target) -> dict[str, Any]:
     }
     if target.error or target.model_dir is None:
         row["error"] = target.error or "no model directory"
+    if target.skipped:
+        row["skipped"] = True
     return row
 
 
@@ -44,6 +46,7 @@ def _run_job(target: Target, config: BenchConfig, audio_files: list[Path], threa
         "precision": target.precision,
         "model_dir": str(target.model_dir),
         "mode": target.mode,
+        "device": config.device,
         "audio": [str(p) for p in audio_files],
         "repeat": config.repeat,
         "threads": threads,

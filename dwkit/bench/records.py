@@ -21,6 +21,11 @@ DEFINITIONS = {
     "decoder_ms_per_token": "time inside backend.generate / tokens generated (end-of-text included; "
     "the prompt pass and the logit rules are in that time); for the pipeline, generate minus its encoder",
     "peak_rss_mb": "ru_maxrss of the worker process (one process per system and mode)",
+    "gpu_held_mb": "device cuda: GPU memory nvidia-smi says the worker process holds after its last repeat "
+    "(every library's allocations and the CUDA context; caching allocators keep their peak reserved); "
+    "None where nvidia-smi is missing",
+    "gpu_torch_peak_mb": "device cuda: torch.cuda.max_memory_allocated of the worker (only what torch "
+    "allocated: hf, trt and the pipeline; None for systems that never used torch on the GPU)",
     "cpu_utilisation": "the worker's CPU seconds / (wall seconds x threads) while transcribing; well "
     "under 1 means it waited for cores that other processes held (a busy shared machine)",
     "size_mb": "bytes of every file in the model directory the system loads",
@@ -80,11 +85,14 @@ def floor_record(floor: dict[str, Any] | None, shape: EncoderShape) -> dict[str,
     if floor is None or "error" in floor:
         return floor
     flops = encoder_flops(shape)
+    rates = [dtype for dtype in ("bf16", "fp32", "fp16") if floor.get(f"{dtype}_gflops")]
     return {
         **floor,
         "encoder_gflop_per_window": round(flops / 1e9, 1),
-        "encoder_floor_ms_bf16": round(flops / (floor["bf16_gflops"] * 1e9) * 1000, 1),
-        "encoder_floor_ms_fp32": round(flops / (floor["fp32_gflops"] * 1e9) * 1000, 1),
+        **{
+            f"encoder_floor_ms_{dtype}": round(flops / (floor[f"{dtype}_gflops"] * 1e9) * 1000, 1)
+            for dtype in rates
+        },
     }
 
 

@@ -64,24 +64,38 @@ def header(result: dict[str, Any]) -> list[str]:
         f"({len(audio['files'])} file(s), {audio['source']}){forced}; {result['threads']} threads, "
         f"{repeat} repeat(s){warmup}.",
         "",
-        f"Machine: {machine['cpu']} ({features}), {machine['usable_cores']} usable cores, "
+        f"Machine: {device_text(machine)}; CPU {machine['cpu']} ({features}), {machine['usable_cores']} usable cores, "
         f"{_fmt(machine['ram_gb'])} GB RAM, load average {machine['loadavg'][0] if machine['loadavg'] else '-'} "
         f"before / {result['machine']['loadavg_after'][0]} after; {versions}. "
         "Workers run with OMP_WAIT_POLICY=PASSIVE, one process per system and mode.",
     ]
 
 
+def device_text(machine: dict[str, Any]) -> str:
+    """Where the systems ran: the CPU, or the GPU by name (nvidia-smi) with its memory and driver."""
+    device = machine.get("device") or "cpu"
+    gpu = machine.get("gpu")
+    if not gpu:
+        return f"device {device}"
+    memory = f", {_fmt(gpu['memory_gb'])} GB" if gpu.get("memory_gb") else ""
+    driver = f", driver {gpu['driver']}" if gpu.get("driver") else ""
+    return f"device {device} = {gpu['name']}{memory}{driver}"
+
+
 def table(result: dict[str, Any]) -> list[str]:
+    on_gpu = bool(result["machine"].get("gpu"))
+    gpu_column = " GPU MB held |" if on_gpu else ""
     lines = [
         "| system | mode | RTFx | vs hf fp32 | p50 s | p95 s | encoder ms / 30 s window | decoder ms / token "
-        "| load s | peak RSS MB | size MB | WER vs hf fp32 | CPU use |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| load s | peak RSS MB |{gpu_column} size MB | WER vs hf fp32 | CPU use |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if on_gpu else ""),
     ]
     for row in result["results"]:
         name = _system_name(row)
         if "error" in row:
             message = row["error"].replace("|", "/")
-            lines.append(f"| {name} | {row['mode']} | failed: {message[:160]} | | | | | | | | | | |")
+            outcome = message[:200] if row.get("skipped") else f"failed: {message[:160]}"
+            lines.append(f"| {name} | {row['mode']} | {outcome} |" + " |" * (10 + on_gpu))  # empty figures
             continue
         ratios = row.get("vs_baseline") or {}
         speedup = ratios.get("speedup")
@@ -99,6 +113,7 @@ def table(result: dict[str, Any]) -> list[str]:
                     _fmt(row.get("decoder_ms_per_token"), 1),
                     _fmt(row.get("load_s"), 2),
                     _fmt(row.get("peak_rss_mb"), 0),
+                    *([_fmt(row.get("gpu_held_mb"), 0)] if on_gpu else []),
                     _fmt(row.get("size_mb"), 0),
                     _fmt(row.get("wer_vs_baseline"), 3),
                     f"{row['cpu_utilisation']:.0%}" if row.get("cpu_utilisation") is not None else "-",
@@ -134,11 +149,18 @@ def floor_lines(result: dict[str, Any]) -> list[str]:
     if "error" in floor:
         return [f"Matmul floor: failed ({floor['error']})."]
     twice = " (best of a measurement before and after the runs)" if floor.get("measurements") else ""
+    where = (
+        f"on {floor.get('device_name') or floor['device']}"
+        if str(floor.get("device", "cpu")).startswith("cuda")
+        else f"{floor['threads']} threads"
+    )
+    dtypes = [d for d in ("fp32", "bf16", "fp16") if floor.get(f"{d}_gflops")]
+    rates = ", ".join(f"{d} {_fmt(floor[f'{d}_gflops'], 0)} GFLOP/s" for d in dtypes)
+    by_rate = sorted(dtypes, key=("bf16", "fp32", "fp16").index)  # bf16 first: the floor goals use
+    times = ", ".join(f"{_fmt(floor[f'encoder_floor_ms_{d}'], 0)} ms at the {d} rate" for d in by_rate)
     return [
-        f"Matmul floor ({floor['size']}^3, {floor['threads']} threads{twice}): fp32 {_fmt(floor['fp32_gflops'], 0)} GFLOP/s, "
-        f"bf16 {_fmt(floor['bf16_gflops'], 0)} GFLOP/s. One 30 s window through this encoder is "
-        f"{_fmt(floor['encoder_gflop_per_window'], 0)} GFLOP: {_fmt(floor['encoder_floor_ms_bf16'], 0)} ms at the "
-        f"bf16 rate, {_fmt(floor['encoder_floor_ms_fp32'], 0)} ms at the fp32 rate."
+        f"Matmul floor ({floor['size']}^3, {where}{twice}): {rates}. One 30 s window through this encoder is "
+        f"{_fmt(floor['encoder_gflop_per_window'], 0)} GFLOP: {times}."
     ]
 
 
@@ -252,7 +274,8 @@ def write_chart(result: dict[str, Any], path: Path) -> str | None:
     model = result["model"]
     fig.suptitle(
         f"dwkit bench: {Path(str(model['source'])).name} ({'random' if model['synthetic'] else 'trained'} weights), "
-        f"{_fmt(result['audio']['total_seconds'])} s audio, {result['threads']} threads, {result['machine']['cpu']}",
+        f"{_fmt(result['audio']['total_seconds'])} s audio, {result['threads']} threads, "
+        f"{(result['machine'].get('gpu') or {}).get('name') or result['machine']['cpu']}",
         fontsize=9,
     )
     fig.tight_layout()

@@ -42,7 +42,8 @@ def best_floor(first: dict[str, Any] | None, second: dict[str, Any]) -> dict[str
     if not found:
         return first or second
     best = {**found[0]}
-    for key in ("fp32_gflops", "bf16_gflops"):
-        best[key] = max(f[key] for f in found)
+    for key in ("fp32_gflops", "bf16_gflops", "fp16_gflops"):  # fp16: measured on a GPU only
+        if all(key in f for f in found):
+            best[key] = max(f[key] for f in found)
     best["measurements"] = found
     return best

@@ -9,7 +9,8 @@ finish), so the parent can interleave the repeats of several systems.
 
 Jobs (`kind`): `run` (transcribe with one system, timing encoder and decoder inside),
 `convert` (one format, cached by the parent), `synthetic_model` (a seeded random
-checkpoint), `floor` (fp32 / bf16 matmul throughput).
+checkpoint), `floor` (fp32 / bf16 matmul throughput), `probe` (which backends cannot run on
+the job's device here, and why).
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dwkit.bench.measure import (  # noqa: E402
+    GPU_FLOOR_MATMUL_SIZE,
     CallTimer,
     TimedModel,
     cpu_seconds,
     cpu_utilisation,
+    cuda_sync,
     dir_size_mb,
+    gpu_memory_mb,
     instrument_backend,
     matmul_gflops,
     peak_rss_mb,
@@ -69,6 +73,11 @@ class Loaded:
 # -- run --------------------------------------------------------------------------------------
 
 
+def job_device(job: dict[str, Any]) -> str:
+    """Where the job runs: cpu (jobs from before `--device` carry none), cuda or cuda:N."""
+    return str(job.get("device") or "cpu")
+
+
 class Session:
     """One system loaded and warmed up, transcribing the job's files one repeat at a time.
 
@@ -83,6 +92,7 @@ class Session:
         if system not in SYSTEMS:
             raise ConfigError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
         self.job = job
+        self.device = job_device(job)
         self.audios = [load_audio(path) for path in job["audio"]]
         started = time.perf_counter()
         self.loaded = LOADERS[system](job)
@@ -130,6 +140,7 @@ class Session:
             "cpu_seconds": round(self.cpu_s, 3),
             "cpu_utilisation": cpu_utilisation(self.cpu_s, wall, int(self.job.get("threads") or 0)),
             "peak_rss_mb": peak_rss_mb(),
+            **(gpu_memory_mb(self.device) if self.device.startswith("cuda") else {}),
             "size_mb": dir_size_mb(self.job["model_dir"]),
             "file_seconds": [round(s, 3) for s in audio_seconds],
             "latencies_s": [[round(t, 4) for t in row] for row in self.latencies],
@@ -200,6 +211,7 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
     from dwkit.transcriber import Transcriber
 
     runtime = RuntimeConfig(
+        device=job_device(job),
         threads=int(job.get("threads", 0)),
         precision=job.get("precision"),
         batch_size=int(job.get("batch_size", 8)),
@@ -217,7 +229,7 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
         )
     transcriber = Transcriber.from_model_dir(job["model_dir"], job["backend"], runtime, draft=draft)
     transcriber.options = longform_options(job, transcriber.backend.info)
-    encoder, decoder = instrument_backend(transcriber.backend)
+    encoder, decoder = instrument_backend(transcriber.backend, cuda_sync if runtime.device != "cpu" else None)
     settings = _settings(transcriber.options)
     if draft is not None:
         settings["draft"] = {"model": draft.model, "precision": draft.precision, "tokens": draft.tokens,
@@ -227,6 +239,19 @@ def load_dwkit(job: dict[str, Any]) -> Loaded:
     )
 
 
+def faster_whisper_model_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+    """WhisperModel's device arguments for the job: cuda[:N] as device + device_index, and the
+    job's compute type (the planner asks float16 on a GPU, int8 on the CPU)."""
+    name, _, index = job_device(job).partition(":")
+    return {
+        "device": name,
+        "device_index": int(index or 0),
+        "compute_type": job.get("precision") or "default",
+        "cpu_threads": int(job.get("threads", 0)),
+        "num_workers": 1,
+    }
+
+
 def load_faster_whisper(job: dict[str, Any]) -> Loaded:
     """faster-whisper's own transcribe on the same CTranslate2 directory: greedy, no VAD."""
     from faster_whisper import WhisperModel
@@ -234,13 +259,7 @@ def load_faster_whisper(job: dict[str, Any]) -> Loaded:
     from dwkit.model_info import ModelInfo
 
     info = ModelInfo.from_model_dir(Path(job["model_dir"]))
-    model = WhisperModel(
-        str(job["model_dir"]),
-        device="cpu",
-        compute_type=job.get("precision") or "default",
-        cpu_threads=int(job.get("threads", 0)),
-        num_workers=1,
-    )
+    model = WhisperModel(str(job["model_dir"]), **faster_whisper_model_kwargs(job))
     opts = longform_options(job, info)
     n = job.get("tokens_per_window")
     kwargs: dict[str, Any] = {
@@ -279,7 +298,8 @@ def load_faster_whisper(job: dict[str, Any]) -> Loaded:
 
 
 def load_pipeline(job: dict[str, Any]) -> Loaded:
-    """transformers' own ASR pipeline, chunked (chunk_length_s as dwkit's), greedy, fp32."""
+    """transformers' own ASR pipeline, chunked (chunk_length_s as dwkit's), greedy, at the
+    job's precision (fp32 on the CPU, fp16 on a GPU) on the job's device."""
     import torch
     from transformers import WhisperForConditionalGeneration, pipeline
     from transformers.utils import logging as hf_logging
@@ -293,8 +313,12 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
     model_dir = str(job["model_dir"])
     info = ModelInfo.from_hf_dir(Path(model_dir))
     opts = longform_options(job, info)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+        job.get("precision") or "fp32"
+    ]
+    device = job_device(job)
     with quiet_loading():
-        model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+        model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=dtype).eval().to(device)
     pipe = pipeline(
         "automatic-speech-recognition",
         model=model,
@@ -302,15 +326,19 @@ def load_pipeline(job: dict[str, Any]) -> Loaded:
         feature_extractor=model_dir,
         chunk_length_s=opts.chunk_length_s,
         batch_size=opts.batch_size,
-        device="cpu",
+        device=device,
     )
     encoder = CallTimer(lambda *a: None)
     started: list[float] = []
 
+    sync = cuda_sync if device != "cpu" else (lambda: None)
+
     def before(module: Any, args: Any, kwargs: Any) -> None:
+        sync()
         started.append(time.perf_counter())
 
     def after(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        sync()
         encoder.seconds += time.perf_counter() - started.pop()
         features = kwargs.get("input_features", args[0] if args else None)
         encoder.calls += 1
@@ -434,14 +462,32 @@ def synthetic_model(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def floor(job: dict[str, Any]) -> dict[str, Any]:
-    size = int(job.get("size", 4096))
+    """Matmul throughput on the job's device: the CPU's cores, or the GPU (fp16 too there)."""
+    device = job_device(job)
+    on_gpu = device.startswith("cuda")
+    size = int(job.get("size") or (GPU_FLOOR_MATMUL_SIZE if on_gpu else 4096))
     threads = int(job.get("threads", 0))
-    return {
-        "size": size,
-        "threads": threads,
-        "fp32_gflops": round(matmul_gflops("fp32", size, threads), 1),
-        "bf16_gflops": round(matmul_gflops("bf16", size, threads), 1),
-    }
+    dtypes = ("fp32", "bf16", "fp16") if on_gpu else ("fp32", "bf16")
+    found: dict[str, Any] = {"size": size, "threads": threads, "device": device}
+    for dtype in dtypes:
+        found[f"{dtype}_gflops"] = round(
+            matmul_gflops(dtype, size, threads, reps=10 if on_gpu else 3, device=device), 1
+        )
+    if on_gpu:
+        import torch
+
+        found["device_name"] = torch.cuda.get_device_name(device)
+    return found
+
+
+def probe(job: dict[str, Any]) -> dict[str, Any]:
+    """Why each of the job's backends cannot run on its device here (each backend's own probe:
+    its library imports, and on cuda that it was built with CUDA); those that can are left out."""
+    from dwkit.runtimes import unavailable_reason
+
+    device = job_device(job)
+    reasons = {name: unavailable_reason(name, device) for name in job.get("backends") or []}
+    return {"unavailable": {name: why for name, why in reasons.items() if why}}
 
 
 JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -449,6 +495,7 @@ JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "convert": convert,
     "synthetic_model": synthetic_model,
     "floor": floor,
+    "probe": probe,
 }
 
 

@@ -85,7 +85,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="without interleaving, run a system again when it got under 75%% of its cores while the load "
         "average said other processes held them; keep the better run (default on)",
     )
+    runs.add_argument(
+        "--device",
+        help="where every system runs: cpu (default), cuda or cuda:N (faster-whisper then runs float16, "
+        "the transformers pipeline fp16; GPU-only precisions such as hf:fp16 and trt:* need it)",
+    )
     runs.add_argument("--timeout", type=float, help="seconds per worker job (default 3600)")
+    runs.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="the whole run's wall-clock limit: jobs that would start after it are skipped and each "
+        "job's timeout is cut to what is left (needs --no-interleave or --repeat 1)",
+    )
     runs.add_argument(
         "--goal",
         type=Path,
@@ -129,6 +141,8 @@ def config_from_args(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         "interleave": args.interleave,
         "retry_starved": args.retry_starved,
         "timeout_s": args.timeout,
+        "device": args.device,
+        "budget_s": args.budget,
         "goal": Goal.load(str(args.goal), Path.cwd()) if args.goal else None,
         "output": args.output,
         "name": args.name,
