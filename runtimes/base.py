@@ -28,6 +28,19 @@ class RuntimeConfig:
     inter_threads: int = 1
     batch_size: int = 8
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific settings
+    # An encoder/decoder pair's side loads only the half it runs ("encoder" / "decoder", see
+    # runtimes/pair.py) where its library allows; None: the whole model.
+    part: str | None = None
+
+
+PARTS = ("encoder", "decoder")
+
+
+def check_part(part: str | None) -> None:
+    if part is not None and part not in PARTS:
+        raise ModelError(
+            f"RuntimeConfig.part {part!r}: use {' or '.join(PARTS)}, or None for the whole model"
+        )
 
 
 @dataclass

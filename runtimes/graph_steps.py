@@ -27,7 +27,8 @@ import numpy as np
 
 from dwkit.errors import ModelError
 from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import EncoderOutput, StepBackend
+from dwkit.onnx_graphs import DECODER_INIT, DECODER_STEP, ENCODER, GRAPHS
+from dwkit.runtimes.base import EncoderOutput, StepBackend, check_part
 
 
 def converted_graphs(model_dir: Path, fmt: str, requested: str | None) -> tuple[dict[str, Any], str]:
@@ -67,6 +68,20 @@ def graph_file_problems(model_dir: Path, manifest: Mapping[str, Any]) -> list[st
                 "(truncated or replaced)"
             )
     return problems
+
+
+def part_graphs(part: str | None) -> tuple[str, ...]:
+    """The graphs a backend loads: a pair's encoder side needs only the encoder, its decoder
+    side only the two decoder graphs (at full size the int8 encoder alone is ~0.6-1.3 GB)."""
+    check_part(part)
+    return {None: GRAPHS, "encoder": (ENCODER,), "decoder": (DECODER_INIT, DECODER_STEP)}[part]
+
+
+def encoder_left_out(backend: str) -> ModelError:
+    return ModelError(
+        f"{backend}: loaded as an encoder/decoder pair's decoder side, without its encoder graph; "
+        "load it without RuntimeConfig.part to encode"
+    )
 
 
 class GraphRunner(Protocol):

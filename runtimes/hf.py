@@ -21,7 +21,7 @@ import numpy as np
 
 from dwkit.errors import BackendUnavailable, ConfigError, ModelError
 from dwkit.model_info import ModelInfo
-from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel
+from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, StepBackend, check_mel, check_part
 from dwkit.runtimes.declaration import BackendSpec
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -78,6 +78,7 @@ class HFBackend(StepBackend):
                 else ""
             )
             raise ModelError(f"{model_dir}: transformers could not load it{hint}: {exc}") from exc
+        _drop_unused_half(model, config.part)
         model.to(config.device).eval()
         return cls(model, info, config.device, dtype)
 
@@ -85,6 +86,8 @@ class HFBackend(StepBackend):
         import torch
 
         check_mel(mel, self.info)
+        if self.model.model.encoder is None:
+            raise ModelError("hf: loaded as an encoder/decoder pair's decoder side, without its encoder")
         with torch.inference_mode():
             features = torch.from_numpy(np.ascontiguousarray(mel)).to(self.device, self.dtype)
             states = self.model.model.encoder(input_features=features).last_hidden_state
@@ -197,6 +200,19 @@ class HFBackend(StepBackend):
                 digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().data)
             self._encoder_digest = digest.hexdigest()
         return self._encoder_digest
+
+
+def _drop_unused_half(model: Any, part: str | None) -> None:
+    """A pair's side keeps only the half it runs: the encoder side drops the decoder and the
+    output projection (tied to the token embedding), the decoder side the encoder (at
+    distil-large-v3.5's size 1.27 GB in bf16). transformers loads the model whole, so the load
+    itself still peaks at the full model."""
+    check_part(part)
+    if part == "encoder":
+        model.model.decoder = None
+        model.proj_out = None
+    elif part == "decoder":
+        model.model.encoder = None
 
 
 @contextlib.contextmanager

@@ -51,7 +51,13 @@ from dwkit.onnx_graphs import (
 from dwkit.runtimes import onnx_optimum
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs, graph_file_problems
+from dwkit.runtimes.graph_steps import (
+    GraphStepBackend,
+    converted_graphs,
+    encoder_left_out,
+    graph_file_problems,
+    part_graphs,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
@@ -112,7 +118,8 @@ class OnnxBackend(GraphStepBackend):
         provider, place = _provider_and_place(config)
         options = _session_options(config)
         sessions = {
-            graph: _session(model_dir, graph, provider, place, info, config, options) for graph in GRAPHS
+            graph: _session(model_dir, graph, provider, place, info, config, options)
+            for graph in part_graphs(config.part)
         }
         gather_providers = _providers("cuda" if provider != "cpu" else "cpu", place, None, config)
         gather = _GatherRows(2 * info.decoder_layers, options, gather_providers, place)
@@ -130,6 +137,8 @@ class OnnxBackend(GraphStepBackend):
 
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         check_mel(mel, self.info)
+        if ENCODER not in self.sessions:
+            raise encoder_left_out(self.name)
         session = self.sessions[ENCODER]
         binding = session.io_binding()
         binding.bind_cpu_input(INPUT_FEATURES, np.ascontiguousarray(mel, dtype=np.float32))

@@ -39,7 +39,13 @@ from dwkit.onnx_graphs import (
 )
 from dwkit.runtimes.base import EncoderOutput, RuntimeConfig, check_mel
 from dwkit.runtimes.declaration import BackendOption, BackendSpec
-from dwkit.runtimes.graph_steps import GraphStepBackend, converted_graphs, graph_file_problems
+from dwkit.runtimes.graph_steps import (
+    GraphStepBackend,
+    converted_graphs,
+    encoder_left_out,
+    graph_file_problems,
+    part_graphs,
+)
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # The CPU plugin's INFERENCE_PRECISION_HINT per precision; None leaves the plugin's default.
@@ -112,7 +118,7 @@ class OpenVinoBackend(GraphStepBackend):
             core.set_property({"CACHE_DIR": str(options["cache_dir"])})
         properties = _compile_properties(precision, config, options)
         compiled = {}
-        for graph in GRAPHS:
+        for graph in part_graphs(config.part):
             check_ir(model_dir, graph, info.decoder_layers)
             try:
                 compiled[graph] = core.compile_model(str(model_dir / ir_file(graph)), "CPU", properties)
@@ -120,12 +126,15 @@ class OpenVinoBackend(GraphStepBackend):
                 raise ModelError(
                     f"{model_dir / ir_file(graph)}: OpenVINO could not compile it ({exc})"
                 ) from exc
-        hint = compiled[ENCODER].get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16"
+        first = next(iter(compiled.values()))
+        hint = first.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # "f32", "bf16"
         requests = {graph: model.create_infer_request() for graph, model in compiled.items()}
         return cls(requests, info, precision, hint)
 
     def encode(self, mel: np.ndarray) -> EncoderOutput:
         check_mel(mel, self.info)
+        if ENCODER not in self.requests:
+            raise encoder_left_out(self.name)
         mel = np.ascontiguousarray(mel, dtype=np.float32)
         result = self.requests[ENCODER].infer({INPUT_FEATURES: mel}, share_inputs=True)
         return EncoderOutput(data=np.array(result[0], dtype=np.float32), batch_size=mel.shape[0])

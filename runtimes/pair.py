@@ -12,7 +12,10 @@ of the backend's own kind built on that array). On the CPU at float32 neither co
 tensor's `.numpy()`, CTranslate2's `StorageView.from_array` and onnxruntime's
 `OrtValue.ortvalue_from_numpy` all share the buffer (bf16 or a GPU costs one conversion).
 Everything after encoding (generate, language detection, row selection, parity logits) is
-the decoder side's.
+the decoder side's. Each side is loaded with `RuntimeConfig.part` = its role, so it holds only
+the half it runs where its library allows: hf drops the other half after loading, onnx and
+openvino open only that half's graphs; CTranslate2 loads a model whole, so a ct2 side holds
+both (its int8 encoder is ~0.6 GB at distil-large-v3.5's size).
 
 Model directories: a pair runs from the transformers checkpoint; a side in another format is
 converted from it once through the conversion cache that `dwkit parity` and `dwkit bench`
@@ -259,7 +262,7 @@ def load_pair(model_dir: Path, pair: PairSpec, config: RuntimeConfig) -> Backend
     try:
         for role in SIDES:
             side = pair.side(role)
-            runtime = replace(config, precision=side.resolved_precision(), options={})
+            runtime = replace(config, precision=side.resolved_precision(), options={}, part=role)
             opened.append(registry.load(dirs[role], side.backend, runtime))
         return PairBackend(pair, *opened)
     except BaseException:

@@ -134,10 +134,16 @@ def test_openvino_is_either_side_of_a_pair(
     pair = load(tiny_en_dir, spec, RuntimeConfig(threads=2, options={f"{role}_model": str(tiny_ov)}))
     assert isinstance(pair, PairBackend) and isinstance(getattr(pair, role), OpenVinoBackend)
     mel = log_mel(load_audio(speech_short[0]), 80)[None]
-    report = compare_backends(pair.decoder, pair, mel, max_new_tokens=24)
+    alone = load(tiny_ov if role == "decoder" else tiny_en_dir, config=RUNTIME)  # the decoder side alone
+    report = compare_backends(alone, pair, mel, max_new_tokens=24)
     assert report.tokens_equal and len(report.reference_tokens) == 24
     assert 0 < report.encoder_max_abs < 1e-2  # the other side's encoder ran
     states = pair.encoder.encoder_array(pair.encoder.encode(mel))
     handed = pair.decoder.encoder_states_from_array(states)
     assert np.shares_memory(np.asarray(handed.data.numpy() if role == "encoder" else handed.data), states)
+    side = getattr(pair, role)  # holds only the graphs of its half
+    assert sorted(side.requests) == (["decoder_init", "decoder_step"] if role == "decoder" else ["encoder"])
+    if role == "decoder":
+        with pytest.raises(ModelError, match=r"pair's decoder side, without its encoder graph"):
+            side.encode(mel)
     pair.close()

@@ -74,13 +74,23 @@ def test_a_pair_decodes_what_its_decoder_decodes_alone(pairs, alone, short_mel, 
     assert report.tokens_equal and len(report.reference_tokens) == MAX_TOKENS
     assert 0 < report.encoder_max_abs <= ENCODER_ATOL  # the other backend's encoder did run
     assert backend.detect_language(backend.encode(short_mel)) == [{"en": 1.0}]
+    hf = backend.encoder if decoder == "ct2" else backend.decoder
+    kept, dropped = ("encoder", "decoder") if decoder == "ct2" else ("decoder", "encoder")
+    assert getattr(hf.model.model, kept) is not None and getattr(hf.model.model, dropped) is None
+    assert (hf.model.proj_out is None) == (kept == "encoder")  # tied to the decoder's embedding
+    if decoder == "hf":
+        with pytest.raises(ModelError, match=r"pair's decoder side, without its encoder"):
+            hf.encode(short_mel)
 
 
 @pytest.mark.slow  # an onnx export of tiny.en when the cache lacks it
 def test_hf_and_onnx_pair_decodes_what_onnx_decodes_alone(tiny_en_dir, short_mel) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("onnxruntime")
+    from dwkit.parity.conversions import converted_candidate
+
     backend = load(tiny_en_dir, "hf:fp32+onnx:fp32", RUNTIME)
-    report = compare_backends(backend.decoder, backend, short_mel, max_new_tokens=MAX_TOKENS)
+    alone = load(converted_candidate(tiny_en_dir, "onnx", "fp32").path, "onnx", RUNTIME)
+    report = compare_backends(alone, backend, short_mel, max_new_tokens=MAX_TOKENS)
     assert report.tokens_equal and len(report.reference_tokens) == MAX_TOKENS
 
 
