@@ -41,6 +41,9 @@ PEERS = {
     # whisper.cpp's own whisper_full (pywhispercpp) on each ggml file asked for: its decoding
     # rules are not transformers', so it is a speed reference, not a parity one.
     "whisper.cpp": Peer("sequential", "pywhispercpp", "ggml", default=False),
+    # OpenVINO GenAI's WhisperPipeline on its own export of the checkpoint (bench/openvino_genai.py),
+    # int8 weights: named only, as its export is a conversion of its own (minutes at full size).
+    "openvino-genai": Peer("sequential", "openvino_genai", "openvino-genai", default=False),
 }
 
 
