@@ -436,10 +436,8 @@ def load_openvino_genai(job: dict[str, Any]) -> Loaded:
         "mode": "sequential (OpenVINO GenAI WhisperPipeline.generate)",
         "device": "CPU",
         **properties,
-        "inference_precision": str(
-            properties.get("INFERENCE_PRECISION_HINT")
-            or ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
-        ),
+        "inference_precision": properties.get("INFERENCE_PRECISION_HINT")
+        or ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string(),
         "weights": INT8_WEIGHTS if job.get("precision") == "int8" else "fp32",
         "language": config.language or None,
         "return_timestamps": True,
