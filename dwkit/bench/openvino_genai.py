@@ -47,17 +47,7 @@ ENCODER_FILE = "openvino_encoder_model.xml"
 DECODER_FILE = "openvino_decoder_model.xml"
 TOKENIZER_FILE = "openvino_tokenizer.xml"
 DETOKENIZER_FILE = "openvino_detokenizer.xml"
-SIDE_FILES = (
-    "config.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-)
+CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json")
 INT8_WEIGHTS = (
     "int8 weights: NNCF compress_weights INT8_ASYM (per output channel) on every MatMul and "
     "embedding weight of encoder and decoder (optimum-intel's --weight-format int8); activations float"
@@ -70,6 +60,7 @@ def export(source: Path, out_dir: Path, precision: str) -> dict[str, Any]:
     what it cost, as the worker's conversion jobs report it."""
     from dwkit.bench.measure import dir_size_mb, peak_rss_mb
     from dwkit.converters.base import atomic_output_dir, copy_if_present, library_versions, require_checkpoint
+    from dwkit.converters.hf_files import TOKENIZER_FILES
     from dwkit.errors import ConversionError
     from dwkit.manifest import write_manifest
     from dwkit.model_info import ModelInfo
@@ -91,7 +82,7 @@ def export(source: Path, out_dir: Path, precision: str) -> dict[str, Any]:
         _save(_decoder(model), tmp / DECODER_FILE, precision)
         del model
         _tokenizers(source, tmp)
-        copy_if_present(source, tmp, SIDE_FILES)
+        copy_if_present(source, tmp, CONFIG_FILES + TOKENIZER_FILES)
         write_manifest(
             tmp,
             {
