@@ -21,15 +21,21 @@ Result = TypeVar("Result")
 SOURCE_PATTERNS = ("*.safetensors", "*.bin", "*.json")
 
 
-def conversion_dir(model_dir: Path, fmt: str, precision: str, cache_dir: Path | None = None) -> Path:
-    """Where `model_dir` converted to `fmt` at `precision` is (or will be) cached."""
+def conversion_dir(
+    model_dir: Path, fmt: str, precision: str, cache_dir: Path | None = None, module: str | None = None
+) -> Path:
+    """Where `model_dir` converted to `fmt` at `precision` is (or will be) cached; `module`
+    names the code that writes a format dwconvert does not know (a bench peer's own layout)."""
     from dwkit import __version__
     from dwkit.bundled import code_digest, default_cache_dir
-    from dwkit.converters import FORMATS
 
+    if module is None:
+        from dwkit.converters import FORMATS
+
+        module = FORMATS[fmt].module
     model_dir = Path(model_dir)
     key = hashlib.sha256(f"{__version__}:{fmt}:{precision}".encode())
-    key.update(code_digest(FORMATS[fmt].module).encode())
+    key.update(code_digest(module).encode())
     for pattern in SOURCE_PATTERNS:
         for path in sorted(model_dir.glob(pattern)):
             stat = path.stat()
@@ -44,13 +50,14 @@ def cached_conversion(
     precision: str,
     convert: Callable[[Path], Result],
     cache_dir: Path | None = None,
+    module: str | None = None,
 ) -> tuple[Path, Result | None]:
     """The cached directory, converting into it with `convert(out_dir)` when it is missing;
     `convert`'s result, or None when the cache already held it. A lock makes parallel runs
     (pytest-xdist, two benchmarks) convert once."""
     from dwkit.bundled import cache_lock
 
-    out = conversion_dir(model_dir, fmt, precision, cache_dir)
+    out = conversion_dir(model_dir, fmt, precision, cache_dir, module)
     with cache_lock(out.parent / f".{out.name}.lock"):
         if is_converted(out):
             return out, None

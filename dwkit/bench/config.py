@@ -45,6 +45,9 @@ PEERS = {
     # rules are not transformers', so it is a speed reference, not a parity one. pywhispercpp's
     # wheels are CPU builds.
     "whisper.cpp": Peer("sequential", "pywhispercpp", "ggml", default=False, devices=("cpu",)),
+    # OpenVINO GenAI's WhisperPipeline on its own export of the checkpoint (bench/openvino_genai.py),
+    # int8 weights: named only, as its export is a conversion of its own (minutes at full size).
+    "openvino-genai": Peer("sequential", "openvino_genai", "openvino-genai", default=False, devices=("cpu",)),
 }
 
 

@@ -29,10 +29,14 @@ def convert_all(
 ) -> Conversions:
     """Convert the model once per (format, precision) in `wanted`, in that order, each in a
     worker (`step` runs the job); a cached one is reused."""
+    from dwkit.bench import openvino_genai
     from dwkit.conversion_cache import cached_conversion
 
     out = Conversions()
     for fmt, precision in wanted:
+        kind, module = "convert", None
+        if fmt == openvino_genai.FORMAT:  # a peer's layout, written by the bench (not dwconvert)
+            kind, module = openvino_genai.JOB_KIND, openvino_genai.__name__
         options: dict[str, Any] = {}
         if fmt == "onnx":
             options["progress"] = False
@@ -40,7 +44,7 @@ def convert_all(
                 options["fp32_export"] = str(out.dirs[("onnx", "fp32")])
 
         job = {
-            "kind": "convert",
+            "kind": kind,
             "source": str(model_dir),
             "format": fmt,
             "precision": precision,
@@ -48,7 +52,7 @@ def convert_all(
             "options": options,
         }
         convert = _in_worker(step, f"converting to {fmt} {precision}", job)
-        target, result = cached_conversion(model_dir, fmt, precision, convert, cache)
+        target, result = cached_conversion(model_dir, fmt, precision, convert, cache, module)
         record: dict[str, Any] = {"format": fmt, "precision": precision, "dir": str(target)}
         record.update(result or {})
         record["cached"] = result is None

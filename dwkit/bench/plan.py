@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dwkit.bench import openvino_genai
 from dwkit.bench.config import DRAFT_SUFFIX, PEERS, BenchConfig, SystemSpec, device_kind
 from dwkit.bench.convert import Conversions
 from dwkit.runtimes.pair import SIDES, PairSpec, conversion_of, is_pair
@@ -68,6 +69,10 @@ def peer_specs(name: str, config: BenchConfig) -> list[SystemSpec]:
         return [SystemSpec("ct2", precision) for precision in faster_whisper_precisions(config)]
     if PEERS[name].reads == "ggml":
         return [spec for spec in config.backends if spec.backend == "ggml"]
+    if PEERS[name].reads == openvino_genai.FORMAT:
+        return [
+            SystemSpec(openvino_genai.FORMAT, precision) for precision in openvino_genai_precisions(config)
+        ]
     return [SystemSpec("hf", "fp16" if device_kind(config.device) == "cuda" else "fp32")]
 
 
@@ -81,8 +86,18 @@ def faster_whisper_precisions(config: BenchConfig) -> list[str]:
     return found
 
 
+def openvino_genai_precisions(config: BenchConfig) -> list[str]:
+    """int8 weights (beside faster-whisper int8), plus fp32 when an openvino fp32 spec is run."""
+    found = ["int8"]
+    if any(spec.backend == "openvino" and spec.precision == "fp32" for spec in config.backends):
+        found.append("fp32")
+    return found
+
+
 def conversion_for(spec: SystemSpec) -> tuple[str, str] | None:
     """(format, precision) to convert to for a one-backend `spec`; None for transformers itself."""
+    if spec.backend == openvino_genai.FORMAT:  # a peer's export, not a dwkit backend
+        return (openvino_genai.FORMAT, spec.precision)
     return conversion_of(spec.backend, spec.precision)
 
 

@@ -53,7 +53,7 @@ from dwkit.constants import SAMPLE_RATE  # noqa: E402
 from dwkit.errors import ConfigError  # noqa: E402
 
 WARMUP_SECONDS = 10.0
-SYSTEMS = ("dwkit", "faster-whisper", "transformers-pipeline", "whisper.cpp")
+SYSTEMS = ("dwkit", "faster-whisper", "transformers-pipeline", "whisper.cpp", "openvino-genai")
 # faster-whisper measures compression on text (OpenAI's), dwkit on token ids (transformers'):
 # each keeps its own default threshold for its own measure.
 FASTER_WHISPER_COMPRESSION_THRESHOLD = 2.4
@@ -416,11 +416,74 @@ def load_whisper_cpp(job: dict[str, Any]) -> Loaded:
     return Loaded(transcribe, untimed, CallTimer(lambda *a: None), settings)
 
 
+def load_openvino_genai(job: dict[str, Any]) -> Loaded:
+    """OpenVINO GenAI's own WhisperPipeline.generate on its export (bench/openvino_genai.py),
+    greedy, with timestamps as dwkit's and faster-whisper's sequential rows. Encoder and
+    decoder times are GenAI's own per-inference figures (WhisperRawPerfMetrics: one encoder
+    inference per window, one decoder inference per token), not wall time around them."""
+    import openvino as ov
+    import openvino_genai
+
+    from dwkit.bench.openvino_genai import INT8_WEIGHTS
+    from dwkit.model_info import ModelInfo
+
+    info = ModelInfo.from_model_dir(Path(job["model_dir"]))
+    properties: dict[str, Any] = {}
+    if job.get("threads"):
+        properties["INFERENCE_NUM_THREADS"] = int(job["threads"])
+    if job.get("precision") == "fp32":  # else the plugin's default (bf16 where the CPU has it)
+        properties["INFERENCE_PRECISION_HINT"] = "f32"
+    pipe = openvino_genai.WhisperPipeline(str(job["model_dir"]), "CPU", **properties)
+    config = pipe.get_generation_config()
+    config.return_timestamps = True
+    if info.multilingual:
+        config.task = "transcribe"
+        if job.get("language"):
+            config.language = f"<|{job['language']}|>"
+    n = job.get("tokens_per_window")
+    if n:
+        config.suppress_tokens = forced_suppress_tokens(info)
+        # With timestamps WhisperPipeline makes max_new_tokens - 1 decoder calls per window
+        # (2026.4.1: 4 for 5, 19 for 20; tests/test_bench_openvino_genai.py checks n per window).
+        config.max_new_tokens = int(n) + 1
+    encoder, decoder = CallTimer(lambda *a: None), CallTimer(lambda *a: None)
+
+    def transcribe(samples: np.ndarray) -> str:
+        result = pipe.generate(samples.astype(np.float32), config)
+        raw = result.perf_metrics.whisper_raw_metrics
+        for timer, durations in (
+            (encoder, raw.encode_inference_durations),
+            (decoder, raw.decode_inference_durations),
+        ):
+            timer.seconds += sum(durations) / 1e6  # microseconds
+            timer.calls += len(durations)
+            timer.units += len(durations)  # a window each / a token each (one row, greedy)
+        return "".join(result.texts)
+
+    settings: dict[str, Any] = {
+        "mode": "sequential (OpenVINO GenAI WhisperPipeline.generate)",
+        "device": "CPU",
+        **properties,
+        "inference_precision": properties.get("INFERENCE_PRECISION_HINT")
+        or ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string(),
+        "weights": INT8_WEIGHTS if job.get("precision") == "int8" else "fp32",
+        "language": config.language or None,
+        "return_timestamps": True,
+        "decoding": "greedy; WhisperPipeline has no temperature fallback, no compression-ratio, "
+        "log-prob or no-speech checks, and no conditioning on previous text",
+    }
+    if n:
+        settings["max_new_tokens"] = config.max_new_tokens
+        settings["suppress_tokens"] = "forced mode: model's + eot + timestamps after <|0.00|>"
+    return Loaded(transcribe, encoder, decoder, settings)
+
+
 LOADERS: dict[str, Callable[[dict[str, Any]], Loaded]] = {
     "dwkit": load_dwkit,
     "faster-whisper": load_faster_whisper,
     "transformers-pipeline": load_pipeline,
     "whisper.cpp": load_whisper_cpp,
+    "openvino-genai": load_openvino_genai,
 }
 
 # -- preparation jobs -------------------------------------------------------------------------
@@ -490,12 +553,19 @@ def probe(job: dict[str, Any]) -> dict[str, Any]:
     return {"unavailable": {name: why for name, why in reasons.items() if why}}
 
 
+def openvino_genai_export(job: dict[str, Any]) -> dict[str, Any]:
+    from dwkit.bench.openvino_genai import export
+
+    return export(Path(job["source"]), Path(job["out_dir"]), job["precision"])
+
+
 JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "run": run,
     "convert": convert,
     "synthetic_model": synthetic_model,
     "floor": floor,
     "probe": probe,
+    "openvino_genai_export": openvino_genai_export,
 }
 
 
