@@ -235,3 +235,18 @@ def reading_weights(source: Path) -> Iterator[None]:
             f"{source}: its weights are unreadable, truncated or corrupt ({message}); "
             "download or copy the checkpoint again"
         ) from exc
+
+
+def release_freed_memory() -> None:
+    """Collect, then hand freed heap back: glibc keeps freed pages mapped and malloc_trim
+    returns them, so a converter's peak RSS follows what is alive (a no-op where libc has no
+    malloc_trim). At full size each step of a conversion holds GBs."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

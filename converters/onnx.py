@@ -32,7 +32,6 @@ in a temporary sibling and renamed into place only when complete.
 
 from __future__ import annotations
 
-import gc
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from dwkit.converters import template
-from dwkit.converters.base import reading_weights
+from dwkit.converters.base import reading_weights, release_freed_memory
 from dwkit.errors import ConversionError
 from dwkit.manifest import read_manifest, weights_checksum
 from dwkit.onnx_check import inspect_graph
@@ -163,7 +162,6 @@ def _export_graphs(
             export_graph(model, graph, out / graph_file(graph), opset, external)
             release_freed_memory()  # the exporter's copies of this graph's weights
     del model
-    gc.collect()
     release_freed_memory()
 
 
@@ -432,23 +430,8 @@ class _Replay:
 
     def release(self) -> None:
         """Free the backend (its weights) and hand the memory back to the OS."""
-        import gc
-
         close = getattr(self.backend, "close", None)
         if close is not None:
             close()
         self.backend = None
-        gc.collect()
         release_freed_memory()
-
-
-def release_freed_memory() -> None:
-    """glibc keeps freed heap pages mapped; malloc_trim returns them, so peak RSS follows
-    what is alive (a no-op where libc has no malloc_trim)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
