@@ -104,6 +104,8 @@ def test_int8_quantises_the_encoder_and_validates(tiny_int8: Path) -> None:
     graphs = {g["name"]: g for g in manifest["graphs"]}
     assert graphs["encoder"]["int8_ops"] > 0  # activations quantised (FakeQuantize), not only weights
     assert manifest["calibration"] == {"source": "demo", "windows": 2} and manifest["float_fc2"] == "all"
+    # every MatMul weight is stored int8, the float-activation fc2s' included (weight-only)
+    assert _matmul_weight_types(tiny_int8 / "encoder.xml") <= {"u8", "i8"}
     validation = manifest["validation"]
     assert validation["gated"] and validation["passed"], validation["failures"]
     print(
@@ -180,3 +182,19 @@ def test_a_missing_library_is_one_clear_error(
         with pytest.raises(ConversionError, match=r"NNCF: pip install 'dwkit\[openvino\]'"):
             convert(tiny_en_dir, tmp_path / "out", "openvino", "int8")
     assert not (tmp_path / "out").exists()
+
+
+def _matmul_weight_types(ir: Path) -> set[str]:
+    """The element types of the constants each MatMul's weight input is computed from."""
+    import openvino as ov
+
+    found = set()
+    for op in ov.Core().read_model(str(ir)).get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        node = op.input_value(1).get_node()
+        while node.get_type_name() != "Constant" and node.get_input_size():
+            node = node.input_value(0).get_node()
+        if node.get_type_name() == "Constant":  # activations x activations MatMuls have none
+            found.add(node.get_element_type().get_type_name())
+    return found
