@@ -29,9 +29,9 @@ def _without(*missing: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("flags", "kind", "spec"),
     [
-        (AMX, "amx", "hf:bf16+ct2:int8"),
-        (EPYC, "avx512_bf16", "ct2:int8"),
-        (AVX2, "avx2", "ct2:int8"),
+        (AMX, "amx", "openvino:int8+onnx:int8"),
+        (EPYC, "avx512_bf16", "openvino:int8+onnx:int8"),
+        (AVX2, "avx2", "openvino:int8+onnx:int8"),
         (frozenset(), "generic", "hf:fp32"),
     ],
 )
@@ -41,11 +41,14 @@ def test_each_kind_of_cpu_gets_its_row(flags, kind: str, spec: str) -> None:  # 
 
 
 def test_a_missing_backend_moves_down_the_rows_list_and_says_so() -> None:
-    choice = cpu_choice.choose(_without("ct2"), flags=AMX)
+    choice = cpu_choice.choose(_without("openvino"), flags=AMX)
     assert choice is not None and choice.spec == "hf:bf16+onnx:int8"
-    assert "hf:bf16+ct2:int8 (ct2: needs ct2)" in choice.explain()
-    assert cpu_choice.choose(_without("ct2", "onnx"), flags=AVX2).spec == "hf:fp32"  # type: ignore[union-attr]
-    assert cpu_choice.choose(_without("hf", "ct2", "onnx"), flags=AVX2) is None
+    assert "openvino:int8+onnx:int8 (openvino: needs openvino)" in choice.explain()
+    assert cpu_choice.choose(_without("onnx"), flags=EPYC).spec == "openvino:int8"  # type: ignore[union-attr]
+    assert cpu_choice.choose(_without("openvino", "onnx"), flags=AMX).spec == "hf:bf16+ct2:int8"  # type: ignore[union-attr]
+    assert cpu_choice.choose(_without("openvino", "onnx"), flags=AVX2).spec == "ct2:int8"  # type: ignore[union-attr]
+    assert cpu_choice.choose(_without("openvino", "ct2", "onnx"), flags=AVX2).spec == "hf:fp32"  # type: ignore[union-attr]
+    assert cpu_choice.choose(_without("hf", "ct2", "onnx", "openvino"), flags=AVX2) is None
 
 
 def _checkpoint(tmp_path: Path, d_model: int) -> Path:
@@ -62,11 +65,14 @@ def test_config_auto_runs_the_cpus_choice_on_a_large_checkpoint_and_logs_why(
     monkeypatch.setattr(config_module, "backend_unavailable_reason", _usable)
     with caplog.at_level(logging.INFO, logger="dwkit.config"):
         config = Config.from_dict({"model": str(_checkpoint(tmp_path, 1280))})
-    assert config.resolved_backend == "hf:bf16+ct2:int8"
-    assert "backend auto: chose hf:bf16+ct2:int8" in caplog.text and "CPU kind amx" in caplog.text
+    assert config.resolved_backend == "openvino:int8+onnx:int8"
+    assert "backend auto: chose openvino:int8+onnx:int8" in caplog.text and "CPU kind amx" in caplog.text
     monkeypatch.setattr(devices, "cpu_flags", lambda: EPYC)
+    monkeypatch.setattr(config_module, "backend_unavailable_reason", _without("onnx"))
     single = Config.from_dict({"model": str(_checkpoint(tmp_path, 1024))})
-    assert single.resolved_backend == "ct2:int8+ct2:int8"  # equal sides: ct2 alone, converted once
+    assert (
+        single.resolved_backend == "openvino:int8+openvino:int8"
+    )  # equal sides: one backend, converted once
 
 
 def test_small_checkpoints_a_set_precision_or_a_named_backend_keep_the_old_rule(
@@ -92,7 +98,7 @@ def test_dwkit_backends_shows_the_choice(monkeypatch, capsys) -> None:  # type: 
         "auto on this CPU (avx2, avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8, amx_tile: kind amx)"
         in out
     )
-    assert "as hf:bf16+ct2:int8: AMX: transformers bf16 has the fastest encoder" in out
+    assert "as openvino:int8+onnx:int8: AMX: OpenVINO's NNCF int8 encoder runs on the AMX int8 units" in out
     assert main(["backends", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["hf"]["auto"]["spec"] == "hf:bf16+ct2:int8" and rows["ct2"]["auto"] is None
+    assert rows["hf"]["auto"]["spec"] == "openvino:int8+onnx:int8" and rows["ct2"]["auto"] is None

@@ -35,7 +35,11 @@ LIBRARIES = (
     "ctranslate2",
     "faster-whisper",
     "onnxruntime",
+    "openvino",
+    "nncf",
+    "openvino-genai",
     "pywhispercpp",
+    "tensorrt",
 )
 # Before any OpenMP runtime starts: on a shared 2-core machine the default spin-waiting made
 # torch 15x slower whenever another process was busy (tests/conftest.py sets it too).
