@@ -58,6 +58,10 @@ class FormatSpec:
     libraries: tuple[str, ...] = ()  # distributions whose versions the manifest records
     side_files: tuple[str, ...] = ()  # files copied from the source checkpoint when present
     reads: tuple[str, ...] = ()  # converted formats it takes as a source besides checkpoints
+    # Measured peak RSS of a conversion per byte of the model's fp32 weights, (precision,
+    # factor) where measured: `auto` skips a configuration whose first-use conversion would not
+    # fit in this machine's free memory (dwkit.cpu_choice.conversion_memory_problem).
+    peak_memory_per_fp32_byte: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -481,7 +481,11 @@ class Config:
             return None  # not readable here: the loader reports it
         if width < cpu_choice.min_d_model():
             return None
-        return cpu_choice.choose(backend_unavailable_reason, self.device)
+        return cpu_choice.choose(
+            backend_unavailable_reason,
+            self.device,
+            spec_problem=lambda spec: cpu_choice.conversion_memory_problem(directory, spec),
+        )
 
     def _check_precision(self, backend: str, directory: Path | None) -> None:
         if self.precision is None:

@@ -102,3 +102,32 @@ def test_dwkit_backends_shows_the_choice(monkeypatch, capsys) -> None:  # type: 
     assert main(["backends", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["hf"]["auto"]["spec"] == "openvino:int8+onnx:int8" and rows["ct2"]["auto"] is None
+
+
+def test_a_first_use_conversion_that_would_not_fit_in_memory_moves_down_the_list(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from dwkit.conversion_cache import conversion_dir
+
+    monkeypatch.setenv("DWKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(devices, "cpu_flags", lambda: EPYC)
+    monkeypatch.setattr(config_module, "backend_unavailable_reason", _usable)
+    checkpoint = _checkpoint(tmp_path, 1280)
+    save_file({"w": np.zeros((10, 100), np.float32)}, str(checkpoint / "model.safetensors"))
+    assert cpu_choice.checkpoint_parameters(checkpoint) == 1000
+    need = 5.4 * 4 * 1000  # openvino int8's measured peak per fp32 byte
+    monkeypatch.setattr(cpu_choice, "available_memory", lambda: int(need) - 1)
+    config = Config.from_dict({"model": str(checkpoint)})
+    assert config.resolved_backend == "onnx:int8+onnx:int8"
+    assert "first-use conversion to openvino int8 needs" in config.backend_reason
+    monkeypatch.setattr(cpu_choice, "available_memory", lambda: int(need) + 1)
+    assert Config.from_dict({"model": str(checkpoint)}).resolved_backend == "openvino:int8+onnx:int8"
+    # once converted (cached), the conversion costs nothing: chosen whatever the free memory
+    monkeypatch.setattr(cpu_choice, "available_memory", lambda: 0)
+    cached = conversion_dir(checkpoint, "openvino", "int8")
+    cached.mkdir(parents=True)
+    (cached / "dwkit.json").write_text("{}")
+    assert Config.from_dict({"model": str(checkpoint)}).resolved_backend == "openvino:int8+onnx:int8"
