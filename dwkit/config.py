@@ -38,7 +38,7 @@ not have. `backend = "auto"` picks the best backend usable here for the model di
 (the registry's runners of its format, by `auto_rank`) and logs its choice and why at INFO;
 for a large transformers checkpoint on the CPU it runs the configuration measured fastest for
 this kind of CPU instead (dwkit/data/auto_choice.toml, dwkit.cpu_choice), e.g. the pair
-openvino:int8+onnx:int8 on AMX and AVX-512. A pair is `backend = "ENC:PREC+DEC:PREC"` or the [encoder] and
+openvino:int8 on AMX and AVX-512. A pair is `backend = "ENC:PREC+DEC:PREC"` or the [encoder] and
 [decoder] tables (backend, precision), runtimes/pair.py.
 """
 

@@ -29,9 +29,9 @@ def _without(*missing: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("flags", "kind", "spec"),
     [
-        (AMX, "amx", "openvino:int8+onnx:int8"),
-        (EPYC, "avx512_bf16", "openvino:int8+onnx:int8"),
-        (AVX2, "avx2", "openvino:int8+onnx:int8"),
+        (AMX, "amx", "openvino:int8"),
+        (EPYC, "avx512_bf16", "openvino:int8"),
+        (AVX2, "avx2", "openvino:int8"),
         (frozenset(), "generic", "hf:fp32"),
     ],
 )
@@ -42,10 +42,10 @@ def test_each_kind_of_cpu_gets_its_row(flags, kind: str, spec: str) -> None:  # 
 
 def test_a_missing_backend_moves_down_the_rows_list_and_says_so() -> None:
     choice = cpu_choice.choose(_without("openvino"), flags=AMX)
-    assert choice is not None and choice.spec == "hf:bf16+onnx:int8"
-    assert "openvino:int8+onnx:int8 (openvino: needs openvino)" in choice.explain()
-    assert cpu_choice.choose(_without("onnx"), flags=EPYC).spec == "openvino:int8"  # type: ignore[union-attr]
-    assert cpu_choice.choose(_without("openvino", "onnx"), flags=AMX).spec == "hf:bf16+ct2:int8"  # type: ignore[union-attr]
+    assert choice is not None and choice.spec == "hf:bf16+ct2:int8"
+    assert "openvino:int8 (openvino: needs openvino)" in choice.explain()
+    assert cpu_choice.choose(_without("openvino", "ct2"), flags=AMX).spec == "hf:bf16+onnx:int8"  # type: ignore[union-attr]
+    assert cpu_choice.choose(_without("openvino"), flags=EPYC).spec == "onnx:int8"  # type: ignore[union-attr]
     assert cpu_choice.choose(_without("openvino", "onnx"), flags=AVX2).spec == "ct2:int8"  # type: ignore[union-attr]
     assert cpu_choice.choose(_without("openvino", "ct2", "onnx"), flags=AVX2).spec == "hf:fp32"  # type: ignore[union-attr]
     assert cpu_choice.choose(_without("hf", "ct2", "onnx", "openvino"), flags=AVX2) is None
@@ -65,14 +65,11 @@ def test_config_auto_runs_the_cpus_choice_on_a_large_checkpoint_and_logs_why(
     monkeypatch.setattr(config_module, "backend_unavailable_reason", _usable)
     with caplog.at_level(logging.INFO, logger="dwkit.config"):
         config = Config.from_dict({"model": str(_checkpoint(tmp_path, 1280))})
-    assert config.resolved_backend == "openvino:int8+onnx:int8"
-    assert "backend auto: chose openvino:int8+onnx:int8" in caplog.text and "CPU kind amx" in caplog.text
-    monkeypatch.setattr(devices, "cpu_flags", lambda: EPYC)
-    monkeypatch.setattr(config_module, "backend_unavailable_reason", _without("onnx"))
-    single = Config.from_dict({"model": str(_checkpoint(tmp_path, 1024))})
-    assert (
-        single.resolved_backend == "openvino:int8+openvino:int8"
-    )  # equal sides: one backend, converted once
+    assert config.resolved_backend == "openvino:int8+openvino:int8"  # equal sides: one backend
+    assert "backend auto: chose openvino:int8 for" in caplog.text and "CPU kind amx" in caplog.text
+    monkeypatch.setattr(config_module, "backend_unavailable_reason", _without("openvino"))
+    pair = Config.from_dict({"model": str(_checkpoint(tmp_path, 1024))})
+    assert pair.resolved_backend == "hf:bf16+ct2:int8"
 
 
 def test_small_checkpoints_a_set_precision_or_a_named_backend_keep_the_old_rule(
@@ -98,10 +95,10 @@ def test_dwkit_backends_shows_the_choice(monkeypatch, capsys) -> None:  # type: 
         "auto on this CPU (avx2, avx512f, avx512_bf16, avx512_vnni, amx_bf16, amx_int8, amx_tile: kind amx)"
         in out
     )
-    assert "as openvino:int8+onnx:int8: AMX: OpenVINO's NNCF int8 encoder runs on the AMX int8 units" in out
+    assert "as openvino:int8: AMX: OpenVINO's NNCF int8 encoder runs on the AMX int8 units" in out
     assert main(["backends", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["hf"]["auto"]["spec"] == "openvino:int8+onnx:int8" and rows["ct2"]["auto"] is None
+    assert rows["hf"]["auto"]["spec"] == "openvino:int8" and rows["ct2"]["auto"] is None
 
 
 def test_a_first_use_conversion_that_would_not_fit_in_memory_moves_down_the_list(
@@ -124,10 +121,10 @@ def test_a_first_use_conversion_that_would_not_fit_in_memory_moves_down_the_list
     assert config.resolved_backend == "onnx:int8+onnx:int8"
     assert "first-use conversion to openvino int8 needs" in config.backend_reason
     monkeypatch.setattr(cpu_choice, "available_memory", lambda: int(need) + 1)
-    assert Config.from_dict({"model": str(checkpoint)}).resolved_backend == "openvino:int8+onnx:int8"
+    assert Config.from_dict({"model": str(checkpoint)}).resolved_backend == "openvino:int8+openvino:int8"
     # once converted (cached), the conversion costs nothing: chosen whatever the free memory
     monkeypatch.setattr(cpu_choice, "available_memory", lambda: 0)
     cached = conversion_dir(checkpoint, "openvino", "int8")
     cached.mkdir(parents=True)
     (cached / "dwkit.json").write_text("{}")
-    assert Config.from_dict({"model": str(checkpoint)}).resolved_backend == "openvino:int8+onnx:int8"
+    assert Config.from_dict({"model": str(checkpoint)}).resolved_backend == "openvino:int8+openvino:int8"
